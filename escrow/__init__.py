@@ -1,0 +1,1 @@
+"""The camera side of keyframe-escrow, and the `escrow` command line."""

@@ -1,0 +1,192 @@
+"""The `escrow` command line: one Typer app, each sub-command a thin call into a package.
+
+Errors a user can cause (a missing file, a bad weights file, a broken install) end as one
+plain line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from escrow.settings import get_settings
+
+app = typer.Typer(
+    help="keyframe-escrow: one sealed best-quality face crop per passer-by.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+vae_app = typer.Typer(help="The face-quality VAE.", no_args_is_help=True)
+app.add_typer(vae_app, name="vae")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"escrow: {msg}", err=True)
+
+
+def _setup_torch() -> None:
+    threads = get_settings().threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _need_detector() -> None:
+    from vae.faces import FacenetMissing, require_facenet
+
+    try:
+        require_facenet()
+    except FacenetMissing as exc:
+        raise UserError(str(exc), code=3) from exc
+
+
+def _scorer(weights: Path | None, samples: int):
+    from vae.score import QualityScorer, WeightsError
+
+    try:
+        return QualityScorer(weights or get_settings().vae_weights, samples=samples)
+    except WeightsError as exc:
+        raise UserError(str(exc)) from exc
+
+
+@app.command()
+def quality(
+    images: Annotated[list[Path], typer.Argument(help="Image files to score.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    weights: Annotated[Path | None, typer.Option(help="VAE weights (default: shipped).")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-L", min=1, help="Latent samples L.")] = 10,
+    margin: Annotated[float, typer.Option(help="Crop margin around the MTCNN box.")] = 0.2,
+) -> None:
+    """Score the main (largest) face of each image: `<path>\\t<score>`, higher is better."""
+    _need_detector()
+    _setup_torch()
+    from vae.data import read_rgb
+    from vae.faces import FaceDetector, cut_crop, largest_face
+
+    scorer = _scorer(weights, samples)
+    detector = FaceDetector()
+    results: list[dict] = []
+    crops = []
+    for path in images:
+        entry: dict = {"path": str(path), "score": None, "box": None}
+        try:
+            rgb = read_rgb(path)
+            face = largest_face(detector.detect(rgb))
+            if face is None:
+                raise ValueError(f"no face found in {path}")
+            entry["box"] = [round(v, 1) for v in face.box]
+            crops.append((len(results), cut_crop(rgb, face.box, margin)))
+        except (OSError, ValueError) as exc:
+            entry["error"] = str(exc)
+        results.append(entry)
+    if crops:
+        scores = scorer.score([c for _, c in crops], order="rgb")
+        for (i, _), s in zip(crops, scores, strict=True):
+            results[i]["score"] = round(float(s), 3)
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        _err(r["error"])
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" not in r:
+                typer.echo(f"{r['path']}\t{r['score']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@vae_app.command("train")
+def vae_train(
+    data: Annotated[Path, typer.Option(help="Folder of face images (searched recursively).")],
+    out: Annotated[Path, typer.Option(help="Weights file to write.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 144,
+    lr: Annotated[float, typer.Option(min=0.0)] = 0.005,
+    seed: int = 0,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out fraction.")] = 0.1,
+    identities: Annotated[
+        Path | None, typer.Option(help="`image identity` file: hold out whole people.")
+    ] = None,
+    denoise: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of degraded encoder inputs.")
+    ] = 0.5,
+    limit: Annotated[int | None, typer.Option(help="Use at most N training images.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the per-epoch checkpoint.")] = False,
+) -> None:
+    """Train the quality VAE (paper defaults: Adam, lr 0.005, batch 144, 10 epochs)."""
+    if not data.is_dir():
+        raise UserError(f"not a folder: {data}")
+    if identities is not None and not identities.is_file():
+        raise UserError(f"no such identity file: {identities}")
+    _need_detector()
+    _setup_torch()
+    from vae.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        holdout=holdout,
+        identities=str(identities) if identities else None,
+        denoise=denoise,
+        limit=limit,
+        threads=get_settings().threads,
+    )
+    try:
+        record = train(cfg, get_settings().cache_dir, resume=resume, log=typer.echo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    last = record["history"][-1] if record["history"] else {}
+    typer.echo(
+        f"wrote {out} ({record['parameters']} parameters, {record['n_train_faces']} faces, "
+        f"final -ELBO {last.get('loss', float('nan')):.1f}, {record['seconds']} s)"
+    )
+
+
+@app.command()
+def demo(
+    weights: Annotated[Path | None, typer.Option(help="VAE weights (default: shipped).")] = None,
+) -> None:
+    """Score a real face photo that ships with scikit-image, and degraded copies of it."""
+    _need_detector()
+    _setup_torch()
+    from escrow.sample import sample_face_table
+
+    scorer = _scorer(weights, 10)
+    typer.echo("Quality (log reconstruction probability, higher = better) of the astronaut")
+    typer.echo("photo from scikit-image and of degraded versions of its face crop:\n")
+    for name, score in sample_face_table(scorer):
+        typer.echo(f"  {name:<28s} {score:12.1f}")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        _err(str(exc))
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

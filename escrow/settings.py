@@ -1,0 +1,32 @@
+"""One settings object for the whole project (environment variables prefixed ESCROW_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESCROW_")
+
+    # Face data is read in place from ../shared/data beside the checkout, never copied.
+    data_dir: Path = CHECKOUT.parent / "shared" / "data"
+    # Derived, non-secret artefacts (MTCNN crops of public training sets, embeddings).
+    cache_dir: Path = Path.home() / ".cache" / "keyframe-escrow"
+    # None: the weights shipped in vae/weights/.
+    vae_weights: Path | None = None
+    # The vault's SQL index (SQLite by default; PostgreSQL via postgresql+psycopg://...).
+    database_url: str = (
+        f"sqlite:///{Path.home() / '.local' / 'share' / 'keyframe-escrow' / 'vault.db'}"
+    )
+    # Torch intra-op threads; None leaves torch's default.
+    threads: int | None = None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

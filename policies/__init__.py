@@ -1,0 +1,1 @@
+"""Retention and access policies and their validated model (issue 7)."""

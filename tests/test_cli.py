@@ -1,0 +1,116 @@
+"""`escrow quality` and friends, run as a user runs them: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ESCROW = [sys.executable, "-m", "escrow.cli"]
+
+
+def run(args, env=None, cwd=None):
+    return subprocess.run(
+        [*ESCROW, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, celeba_dir):
+    import cv2
+
+    d = tmp_path_factory.mktemp("quality")
+    faces = [celeba_dir / "009901.jpg", celeba_dir / "009902.jpg"]
+    flat = d / "flat.png"
+    cv2.imwrite(str(flat), np.full((120, 120, 3), 128, np.uint8))
+    junk = d / "notes.jpg"
+    junk.write_text("this is not a picture")
+    return {"faces": faces, "flat": flat, "junk": junk, "missing": d / "missing.jpg"}
+
+
+def test_quality_prints_path_tab_score_per_face(files, scorer):
+    r = run(["quality", *files["faces"]])
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line, path in zip(lines, files["faces"], strict=True):
+        p, s = line.split("\t")
+        assert p == str(path) and np.isfinite(float(s))
+
+
+def test_quality_bad_inputs_report_each_and_exit_nonzero_at_end(files):
+    args = [files["faces"][0], files["missing"], files["junk"], files["flat"], files["faces"][1]]
+    r = run(["quality", *args])
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 3, r.stderr
+    assert "no such file" in err[0] and "missing.jpg" in err[0]
+    assert "not a readable image" in err[1]
+    assert "no face" in err[2] and "flat.png" in err[2]
+    # the good files before and after the bad ones were still scored
+    assert [ln.split("\t")[0] for ln in r.stdout.strip().splitlines()] == [
+        str(files["faces"][0]),
+        str(files["faces"][1]),
+    ]
+
+
+def test_quality_json(files):
+    r = run(["quality", "--json", files["faces"][0], files["missing"]])
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert [set(o) >= {"path", "score", "box"} for o in out] == [True, True]
+    good, bad = out
+    assert isinstance(good["score"], float) and len(good["box"]) == 4
+    x1, y1, x2, y2 = good["box"]
+    assert 0 <= x1 < x2 <= 89 and 0 <= y1 < y2 <= 109  # CelebA-10k images are 89x109
+    assert bad["score"] is None and "no such file" in bad["error"]
+
+
+def test_quality_score_matches_library_and_is_reproducible(files, scorer, detector):
+    from vae.data import read_rgb
+    from vae.faces import cut_crop, largest_face
+
+    rgb = read_rgb(files["faces"][0])
+    want = scorer.score([cut_crop(rgb, largest_face(detector.detect(rgb)).box)])[0]
+    a = run(["quality", files["faces"][0]]).stdout.split("\t")[1]
+    b = run(["quality", files["faces"][0]]).stdout.split("\t")[1]
+    assert a == b
+    assert abs(float(a) - want) < 0.01
+
+
+def test_missing_facenet_is_reported_with_the_fix(tmp_path, files):
+    fake = tmp_path / "facenet_pytorch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('simulated broken install')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    r = run(["quality", files["faces"][0]], env=env)
+    assert r.returncode == 3
+    assert "Traceback" not in r.stderr
+    assert "pip install --no-deps facenet-pytorch==2.6.0" in r.stderr
+
+
+def test_bad_weights_file_is_a_clear_error(tmp_path, files):
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"garbage")
+    r = run(["quality", "--weights", bad, files["faces"][0]])
+    assert r.returncode == 2 and "not a VAE weights file" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_ranks_the_original_face_above_its_degradations():
+    r = run(["demo"])
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("  ")]
+    names = [ln.strip().rsplit(" ", 1)[0].strip() for ln in rows]
+    assert names[0] == "astronaut face (original)"
+    assert len(rows) == 8

@@ -1,0 +1,278 @@
+"""Train the quality VAE on a folder of face images (paper defaults: Adam, lr 0.005,
+batch 144, 10 epochs).
+
+Faces are cut with MTCNN first; the crops (already 64x64 gray, uint8) are cached under the
+cache directory keyed by the file list and the cropping settings, so a second run does not
+detect again. The last `holdout` fraction of the sorted file list is never trained on (and,
+given an identity file, neither is anyone who appears in it): tests and evaluation score
+faces the model has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
+from vae.degrade import random_degradations
+from vae.model import VAE, VAEConfig, count_parameters
+
+CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    epochs: int = 10
+    batch_size: int = 144
+    lr: float = 0.005
+    schedule: str = "constant"  # or "cosine": decay lr to 0 over the run (not in the paper)
+    seed: int = 0
+    holdout: float = 0.1
+    # Denoising-VAE training: this fraction of each batch is shown to the encoder degraded,
+    # while the likelihood is always of the clean face. 0 gives the paper's plain VAE.
+    denoise: float = 0.5
+    identities: str | None = None
+    margin: float = 0.2
+    min_face_size: int = 20
+    limit: int | None = None
+    threads: int | None = None
+    model: dict = field(default_factory=lambda: VAEConfig().to_dict())
+
+
+def split_holdout(
+    paths: list[Path], holdout: float, identities: dict[str, str] | None
+) -> tuple[list[Path], list[Path]]:
+    """Last `holdout` fraction of the sorted list is held out; with identities, every image of
+    a held-out person is dropped from training too (unseen people, not just unseen images)."""
+    n_hold = int(round(len(paths) * holdout))
+    train, held = paths[: len(paths) - n_hold], paths[len(paths) - n_hold :]
+    if identities:
+        held_ids = {identities.get(p.name) for p in held} - {None}
+        train = [p for p in train if identities.get(p.name) not in held_ids]
+    return train, held
+
+
+def read_identities(path: str | Path) -> dict[str, str]:
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def _cache_key(paths: list[Path], cfg: TrainConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CROP_VERSION, cfg.margin, cfg.min_face_size]).encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def crop_faces(
+    paths: list[Path], cfg: TrainConfig, cache_dir: Path, log: Callable[[str], None] = print
+) -> tuple[np.ndarray, list[str]]:
+    """MTCNN-crop the largest face of each image -> (N, 64, 64) uint8 and the kept paths."""
+    cache = Path(cache_dir) / f"crops-{_cache_key(paths, cfg)}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        log(f"face crops: {len(z['crops'])} from cache {cache}")
+        return z["crops"], [str(s) for s in z["paths"]]
+    from vae.faces import FaceDetector, cut_crop, largest_face
+
+    det = FaceDetector(min_face_size=cfg.min_face_size)
+    grays, kept, missed = [], [], 0
+    for p in tqdm(paths, desc="MTCNN crops", unit="img"):
+        try:
+            rgb = read_rgb(p)
+        except (OSError, ValueError):
+            missed += 1
+            continue
+        face = largest_face(det.detect(rgb))
+        if face is None:
+            missed += 1
+            continue
+        grays.append(to_gray64(cut_crop(rgb, face.box, cfg.margin), "rgb"))
+        kept.append(str(p))
+    if not grays:
+        raise ValueError("no face found in any training image")
+    crops = uint8_gray64(grays)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, crops=crops, paths=np.array(kept))
+    tmp.replace(cache)
+    log(f"face crops: {len(kept)} kept, {missed} without a face or unreadable; cached {cache}")
+    return crops, kept
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ep = [h["epoch"] for h in history]
+    ax[0].plot(ep, [h["loss"] for h in history], "o-", label="-ELBO (train)")
+    if all("val_loss" in h for h in history):
+        ax[0].plot(ep, [h["val_loss"] for h in history], "s--", label="-ELBO (held out)")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("nats per image")
+    ax[0].legend()
+    ax[1].plot(ep, [h["rec"] for h in history], "o-", label="E[log p(x|z)]")
+    ax[1].plot(ep, [h["kl"] for h in history], "o-", label="KL(q||p)")
+    ax[1].set_xlabel("epoch")
+    ax[1].legend()
+    fig.suptitle("VAE training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def _evaluate(model: VAE, data: torch.Tensor, batch: int) -> dict[str, float]:
+    model.eval()
+    g = torch.Generator().manual_seed(1234)
+    tot = {"loss": 0.0, "rec": 0.0, "kl": 0.0}
+    with torch.random.fork_rng():
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
+        for i in range(0, len(data), batch):
+            out = model(data[i : i + batch])
+            n = len(data[i : i + batch])
+            for k in tot:
+                tot[k] += float(out[k]) * n
+    model.train()
+    return {k: v / max(1, len(data)) for k, v in tot.items()}
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".ckpt.pt")
+
+
+def train(
+    cfg: TrainConfig, cache_dir: Path, resume: bool = False, log: Callable[[str], None] = print
+) -> dict:
+    """Train and write `cfg.out` (weights + config + training record); returns the record."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = list_images(Path(cfg.data))
+    if not paths:
+        raise ValueError(f"no images found under {cfg.data}")
+    ids = read_identities(cfg.identities) if cfg.identities else None
+    train_paths, held_paths = split_holdout(paths, cfg.holdout, ids)
+    if cfg.limit:
+        train_paths = train_paths[: cfg.limit]
+    crops, kept = crop_faces(train_paths, cfg, cache_dir, log)
+    # A few hundred held-out crops give an honest validation loss per epoch.
+    val_crops, _ = crop_faces(held_paths[:500], cfg, cache_dir, log) if held_paths else (None, [])
+
+    _seed_everything(cfg.seed)
+    model = VAE(VAEConfig.from_dict(cfg.model))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown lr schedule: {cfg.schedule}")
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = checkpoint_path(out)
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, start_epoch = state["history"], state["epoch"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        log(f"resumed from {ckpt} after epoch {start_epoch}")
+
+    data = to_batch(crops)
+    val = to_batch(val_crops) if val_crops is not None and len(val_crops) else None
+    n = len(data)
+    steps = math.ceil(n / cfg.batch_size)
+    t0 = time.time()
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        perm = torch.randperm(n)
+        sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0}
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for step in bar:
+            if cfg.schedule == "cosine":
+                progress = (epoch * steps + step) / (cfg.epochs * steps)
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = data[idx]
+            flip = torch.rand(len(x)) < 0.5  # faces are left-right symmetric
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            res = model(random_degradations(x, cfg.denoise) if cfg.denoise else x, target=x)
+            opt.zero_grad(set_to_none=True)
+            res["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
+            opt.step()
+            for k in sums:
+                sums[k] += float(res[k]) * len(x)
+            bar.set_postfix(loss=f"{sums['loss'] / ((step * cfg.batch_size) + len(x)):.1f}")
+        rec = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
+        if val is not None:
+            rec.update({f"val_{k}": v for k, v in _evaluate(model, val, 256).items()})
+        history.append(rec)
+        log(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rec.items()}))
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "history": history,
+                "epoch": epoch + 1,
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+            },
+            ckpt,
+        )
+        plot_losses(history, out.with_name(out.stem + "-loss.png"))
+
+    record = {
+        "train_config": asdict(cfg),
+        "history": history,
+        "n_train_images": len(train_paths),
+        "n_train_faces": len(kept),
+        "n_holdout_images": len(held_paths),
+        "holdout_first": held_paths[0].name if held_paths else None,
+        "parameters": count_parameters(model),
+        "seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+    }
+    model.eval()
+    save_weights(model, out, record)
+    return record
+
+
+def save_weights(model: VAE, path: Path, record: dict) -> None:
+    """Weights file: plain tensors + JSON-able metadata, loadable with weights_only=True."""
+    payload = {
+        "format": "keyframe-escrow-vae/1",
+        "config": model.cfg.to_dict(),
+        "state_dict": model.state_dict(),
+        "record": json.dumps(record),
+    }
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
