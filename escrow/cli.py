@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from escrow.settings import get_settings
@@ -71,7 +72,11 @@ def quality(
     samples: Annotated[int, typer.Option("--samples", "-L", min=1, help="Latent samples L.")] = 10,
     margin: Annotated[float, typer.Option(help="Crop margin around the MTCNN box.")] = 0.2,
 ) -> None:
-    """Score the main (largest) face of each image: `<path>\\t<score>`, higher is better."""
+    """Score the main (largest) face of each image: `<path>\\t<score>`, higher is better.
+
+    The score is the VAE's log reconstruction probability with the complexity floor
+    (vae/score.py); `--json` also gives the paper's raw log reconstruction probability.
+    """
     _need_detector()
     _setup_torch()
     from vae.data import read_rgb
@@ -94,9 +99,14 @@ def quality(
             entry["error"] = str(exc)
         results.append(entry)
     if crops:
-        scores = scorer.score([c for _, c in crops], order="rgb")
-        for (i, _), s in zip(crops, scores, strict=True):
-            results[i]["score"] = round(float(s), 3)
+        from vae.data import to_gray64
+
+        grays = np.stack([to_gray64(c, "rgb") for _, c in crops])
+        log_rp = scorer.log_rp(grays)
+        quality = log_rp - scorer.complexity_penalty(grays)
+        for (i, _), q, lrp in zip(crops, quality, log_rp, strict=True):
+            results[i]["score"] = round(float(q), 3)
+            results[i]["log_rp"] = round(float(lrp), 3)
     failed = [r for r in results if "error" in r]
     for r in failed:
         _err(r["error"])
@@ -117,6 +127,9 @@ def vae_train(
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: Annotated[int, typer.Option(min=1)] = 144,
     lr: Annotated[float, typer.Option(min=0.0)] = 0.005,
+    schedule: Annotated[
+        str, typer.Option(help="Learning rate: 'constant' (paper) or 'cosine' decay to 0.")
+    ] = "constant",
     seed: int = 0,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out fraction.")] = 0.1,
     identities: Annotated[
@@ -143,6 +156,7 @@ def vae_train(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        schedule=schedule,
         seed=seed,
         holdout=holdout,
         identities=str(identities) if identities else None,
@@ -171,10 +185,12 @@ def demo(
     from escrow.sample import sample_face_table
 
     scorer = _scorer(weights, 10)
-    typer.echo("Quality (log reconstruction probability, higher = better) of the astronaut")
-    typer.echo("photo from scikit-image and of degraded versions of its face crop:\n")
-    for name, score in sample_face_table(scorer):
-        typer.echo(f"  {name:<28s} {score:12.1f}")
+    typer.echo("Face quality of the astronaut photo that ships with scikit-image, of degraded")
+    typer.echo("copies of its face crop, and of two crops that are not faces (higher = better;")
+    typer.echo("log RP = the paper's log reconstruction probability, before the complexity floor):")
+    typer.echo(f"\n  {'crop':<28s} {'quality':>10s} {'log RP':>10s}")
+    for name, quality, log_rp in sample_face_table(scorer):
+        typer.echo(f"  {name:<28s} {quality:10.1f} {log_rp:10.1f}")
 
 
 def main() -> None:

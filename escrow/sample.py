@@ -23,8 +23,9 @@ def astronaut_face(margin: float = 0.2) -> np.ndarray:
     return cut_crop(rgb, face.box, margin)
 
 
-def sample_face_table(scorer) -> list[tuple[str, float]]:
-    """(name, score) for the face, its degradations and two non-face crops, best first."""
+def sample_face_table(scorer) -> list[tuple[str, float, float]]:
+    """(name, quality, log_rp) for the face, its degradations and two non-face crops, best
+    quality first."""
     from skimage import data
 
     from vae.data import to_gray64
@@ -35,5 +36,8 @@ def sample_face_table(scorer) -> list[tuple[str, float]]:
     rows.update({f"  ... {k.replace('_', ' ')}": f(face) for k, f in DEGRADATIONS.items()})
     rows["not a face: coffee cup"] = to_gray64(data.coffee()[100:300, 200:400], "rgb")
     rows["not a face: brick wall"] = to_gray64(data.brick()[:128, :128])
-    scores = scorer.score_gray(np.stack(list(rows.values())))
-    return sorted(zip(rows, map(float, scores), strict=True), key=lambda r: -r[1])
+    grays = np.stack(list(rows.values()))
+    log_rp = scorer.log_rp(grays)
+    quality = log_rp - scorer.complexity_penalty(grays)
+    table = zip(rows, map(float, quality), map(float, log_rp), strict=True)
+    return sorted(table, key=lambda r: -r[1])

@@ -43,7 +43,7 @@ def celeba_identities(data_dir: Path) -> Path:
 def scorer():
     from vae.score import QualityScorer
 
-    return QualityScorer()
+    return QualityScorer(get_settings().vae_weights)
 
 
 @pytest.fixture(scope="session")

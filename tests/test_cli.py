@@ -110,7 +110,8 @@ def test_bad_weights_file_is_a_clear_error(tmp_path, files):
 def test_demo_ranks_the_original_face_above_its_degradations():
     r = run(["demo"])
     assert r.returncode == 0, r.stderr
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("  ")]
-    names = [ln.strip().rsplit(" ", 1)[0].strip() for ln in rows]
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("  ")][1:]  # after the header
+    names = [ln[:30].strip() for ln in rows]
+    quality = [float(ln.split()[-2]) for ln in rows]
+    assert len(rows) == 8 and quality == sorted(quality, reverse=True)
     assert names[0] == "astronaut face (original)"
-    assert len(rows) == 8

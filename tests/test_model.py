@@ -114,5 +114,13 @@ def test_score_is_deterministic_and_batch_independent(scorer):
     assert np.allclose(a, c, rtol=0, atol=1e-2)
     from vae.score import QualityScorer
 
-    again = QualityScorer().score_gray(crops)  # a fresh scorer: same seed, same samples
+    again = QualityScorer(scorer_weights()).score_gray(
+        crops
+    )  # a fresh scorer: same seed, same samples
     assert np.array_equal(a, again)
+
+
+def scorer_weights():
+    from escrow.settings import get_settings
+
+    return get_settings().vae_weights

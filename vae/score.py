@@ -1,10 +1,25 @@
-"""Batched, seeded scoring: the log reconstruction probability of face crops (eq. 2)."""
+"""Batched, seeded scoring of face crops.
+
+Two numbers per crop:
+- `log_rp`: the paper's log reconstruction probability, eq. (2), exactly.
+- `quality`: log_rp with a complexity floor. Likelihood models give *simple* images high
+  density (Nalisnick et al., ICLR 2019): measured on held-out CelebA faces, log_rp alone
+  ranks a sigma=3 blurred face above its sharp original for 93% of faces and a 4x
+  down-and-up-sampled one for 100% (vae/MODEL_CARD.md). Following Serra et al. (ICLR 2020,
+  "Input complexity and out-of-distribution detection"), a crop's complexity is its lossless
+  PNG code length; a crop *simpler* than the median training face loses, in nats, what it
+  saves in code length:
+      quality(x) = log_rp(x) - ln 2 * max(0, bits_ref - bits_png(x))
+  Crops at least as complex as a typical training face keep the paper's score unchanged, so
+  noise (more complex, lower log_rp) is still judged by the likelihood alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -13,6 +28,23 @@ from vae.model import VAE, VAEConfig, fused_for_inference
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "vae-celeba.pt"
 WEIGHTS_FORMAT = "keyframe-escrow-vae/1"
+
+
+LN2 = float(np.log(2.0))
+
+
+def png_bits(grays: np.ndarray) -> np.ndarray:
+    """Lossless PNG code length (bits) of each 64x64 crop, quantised to 8 bits as stored."""
+    u8 = np.round(np.clip(np.asarray(grays), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.array(
+        [len(cv2.imencode(".png", g, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1]) * 8 for g in u8],
+        dtype=np.float64,
+    )
+
+
+def complexity_reference(grays: np.ndarray) -> float:
+    """The median PNG code length of the training crops: what a typical face costs."""
+    return float(np.median(png_bits(grays)))
 
 
 class WeightsError(ValueError):
@@ -55,13 +87,19 @@ class QualityScorer:
         if samples < 1:
             raise ValueError("samples (L) must be at least 1")
         base, self.record = load_vae(weights)
+        self.bits_ref = self.record.get("complexity_ref_bits")
+        if self.bits_ref is None:
+            raise WeightsError(
+                "weights lack the complexity reference (complexity_ref_bits); retrain them "
+                "with `escrow vae train`"
+            )
         self.model = fused_for_inference(base)
         self.batch_size = batch_size
         g = torch.Generator().manual_seed(seed)
         self.eps = torch.randn(samples, base.cfg.latent_dim, generator=g)
 
-    def score_gray(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> np.ndarray:
-        """Scores of preprocessed crops: (N, 64, 64) in [0, 1] or a (N, 1, 64, 64) tensor."""
+    def log_rp(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> np.ndarray:
+        """Eq. (2) of preprocessed crops: (N, 64, 64) in [0, 1] or a (N, 1, 64, 64) tensor."""
         x = grays if isinstance(grays, torch.Tensor) else to_batch(grays)
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
@@ -71,6 +109,17 @@ class QualityScorer:
             out.append(self.model.log_reconstruction_probability(xb, self.eps))
         return torch.cat(out).double().numpy()
 
+    def complexity_penalty(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor):
+        """Nats by which each crop is simpler than the median training face (>= 0)."""
+        g = grays[:, 0].numpy() if isinstance(grays, torch.Tensor) else np.asarray(grays)
+        return LN2 * np.maximum(0.0, self.bits_ref - png_bits(g))
+
+    def score_gray(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> np.ndarray:
+        """Quality of preprocessed crops (log_rp with the complexity floor); higher = better."""
+        if len(grays) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.log_rp(grays) - self.complexity_penalty(grays)
+
     def score(self, crops: Sequence[np.ndarray], order: ChannelOrder = "rgb") -> np.ndarray:
-        """Scores of raw face crops (any size; RGB/BGR/gray) -> (N,) float64."""
+        """Quality of raw face crops (any size; RGB/BGR/gray) -> (N,) float64."""
         return self.score_gray([to_gray64(c, order) for c in crops])

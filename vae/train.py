@@ -26,6 +26,7 @@ from tqdm import tqdm
 from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
 from vae.degrade import random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
+from vae.score import complexity_reference
 
 CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
 
@@ -229,7 +230,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
             opt.step()
             for k in sums:
-                sums[k] += float(res[k]) * len(x)
+                sums[k] += res[k].item() * len(x)
             bar.set_postfix(loss=f"{sums['loss'] / ((step * cfg.batch_size) + len(x)):.1f}")
         rec = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
         if val is not None:
@@ -257,9 +258,10 @@ def train(
         "n_holdout_images": len(held_paths),
         "holdout_first": held_paths[0].name if held_paths else None,
         "parameters": count_parameters(model),
-        "seconds": round(time.time() - t0, 1),
+        "complexity_ref_bits": complexity_reference(crops.astype(np.float32) / 255.0),
         "torch": torch.__version__,
     }
+    log(f"trained in {time.time() - t0:.0f} s")
     model.eval()
     save_weights(model, out, record)
     return record
