@@ -171,7 +171,7 @@ def vae_train(
     last = record["history"][-1] if record["history"] else {}
     typer.echo(
         f"wrote {out} ({record['parameters']} parameters, {record['n_train_faces']} faces, "
-        f"final -ELBO {last.get('loss', float('nan')):.1f}, {record['seconds']} s)"
+        f"final -ELBO {last.get('loss', float('nan')):.1f})"
     )
 
 

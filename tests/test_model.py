@@ -42,7 +42,8 @@ def test_architecture_matches_the_paper():
 def test_decoder_gives_bounded_gaussian_per_pixel():
     m = _model()
     cfg = m.cfg
-    mu, sigma = m.decoder(torch.randn(4, cfg.latent_dim) * 10)
+    with torch.no_grad():
+        mu, sigma = m.decoder(torch.randn(4, cfg.latent_dim) * 10)
     assert mu.shape == sigma.shape == (4, 1, 64, 64)
     assert float(mu.min()) >= 0 and float(mu.max()) <= 1
     assert float(sigma.min()) >= cfg.sigma_min and float(sigma.max()) <= cfg.sigma_max

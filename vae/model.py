@@ -142,13 +142,15 @@ class VAE(nn.Module):
         The same eps is used for every crop, so a crop's score does not depend on which batch
         it is in or on any global RNG state: identical crops get identical scores, always.
         """
-        L = eps.shape[0]
         mu_z, logvar_z = self.encoder(x)
-        z = mu_z[:, None] + torch.exp(0.5 * logvar_z)[:, None] * eps[None]  # (B, L, d)
-        mu_x, sigma_x = self.decoder(z.reshape(-1, z.shape[-1]))  # all B*L samples at once
-        x_rep = x.repeat_interleave(L, dim=0)
-        log_p = gaussian_log_density(x_rep, mu_x, sigma_x).view(-1, L)  # (B, L)
-        return torch.logsumexp(log_p, dim=1) - math.log(L)
+        std_z = torch.exp(0.5 * logvar_z)
+        # One decoder pass per latent sample over the whole batch: measured faster on a CPU
+        # than one pass over all B*L samples (the activations stay in cache), same result.
+        log_p = []
+        for e in eps:  # z^l = mu_z + sigma_z * eps^l
+            mu_x, sigma_x = self.decoder(mu_z + std_z * e)
+            log_p.append(gaussian_log_density(x, mu_x, sigma_x))  # log N(x | mu^l, sigma^l)
+        return torch.logsumexp(torch.stack(log_p, 1), dim=1) - math.log(len(eps))
 
 
 def count_parameters(model: nn.Module) -> int:
