@@ -4,11 +4,11 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from escrow.settings import get_settings
+from vault.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
-# The vault's tables arrive with issue 4 (vault/models.py); until then there is no metadata.
-target_metadata = None
+target_metadata = Base.metadata
 
 
 def run_migrations_offline() -> None:

@@ -1,0 +1,119 @@
+"""Envelope sealing of face crops: `seal()` on the camera, `open()` in the vault.
+
+A fresh 256-bit data key per record encrypts the crop and its metadata with AES-256-GCM; the
+data key is sealed with HPKE (RFC 9180) to the public key of the record's key epoch. Both
+layers are bound to the record by the same associated data (record id, camera, epoch,
+capture times, format version): moving a ciphertext or a sealed key to another record,
+flipping a bit, or opening with another epoch's key raises `IntegrityError`, never returns
+garbled bytes. Only pyca/cryptography primitives; nothing hand-made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FORMAT_VERSION = 1
+SUITES = {
+    # RFC 9180 DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM: the default.
+    "x25519": hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
+    # Hybrid post-quantum ML-KEM-768 + X25519 (X-Wing), for evidence kept for years.
+    "mlkem768-x25519": hpke.Suite(
+        hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
+    ),
+}
+
+
+class IntegrityError(Exception):
+    """The sealed record was altered, moved to another record, or the key is not its epoch's."""
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    """What the associated data binds: public, indexed, and never secret."""
+
+    record_id: str
+    camera_id: str
+    epoch_id: str
+    first_seen: datetime
+    last_seen: datetime
+    best_time: datetime
+    version: int = FORMAT_VERSION
+
+    def aad(self) -> bytes:
+        def ts(d: datetime) -> str:
+            if d.tzinfo is None:
+                raise ValueError("capture times must be timezone-aware (UTC)")
+            return d.astimezone(UTC).isoformat(timespec="microseconds")
+
+        body = {
+            "v": self.version,
+            "record": self.record_id,
+            "camera": self.camera_id,
+            "epoch": self.epoch_id,
+            "first_seen": ts(self.first_seen),
+            "last_seen": ts(self.last_seen),
+            "best_time": ts(self.best_time),
+        }
+        return (
+            b"keyframe-escrow/record\x00"
+            + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        )
+
+
+@dataclass(frozen=True)
+class SealedRecord:
+    header: RecordHeader
+    suite: str
+    sealed_key: bytes  # HPKE encapsulation || sealed data key
+    nonce: bytes  # 96-bit AES-GCM nonce
+    ciphertext: bytes  # AES-256-GCM(meta || crop), tag included
+
+
+def _pack(crop: bytes, meta: dict) -> bytes:
+    m = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    return struct.pack(">I", len(m)) + m + crop
+
+
+def _unpack(payload: bytes) -> tuple[bytes, dict]:
+    (n,) = struct.unpack(">I", payload[:4])
+    return payload[4 + n :], json.loads(payload[4 : 4 + n])
+
+
+def seal(
+    crop: bytes, meta: dict, header: RecordHeader, epoch_public_key, suite: str
+) -> SealedRecord:
+    """Encrypt one crop (JPEG bytes) and its metadata for the epoch's private key holder.
+
+    The caller (vault.keys.SealingKey) has already verified the epoch key's signature and
+    validity; this function only does the cryptography.
+    """
+    if suite not in SUITES:
+        raise ValueError(f"unknown HPKE suite: {suite}")
+    aad = header.aad()
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(data_key).encrypt(nonce, _pack(crop, meta), aad)
+    sealed_key = SUITES[suite].encrypt(data_key, epoch_public_key, info=aad)
+    return SealedRecord(header, suite, sealed_key, nonce, ciphertext)
+
+
+def open(sealed: SealedRecord, epoch_private_key) -> tuple[bytes, dict]:  # noqa: A001
+    """Decrypt a sealed record -> (crop bytes, metadata); IntegrityError on any mismatch."""
+    aad = sealed.header.aad()
+    try:
+        data_key = SUITES[sealed.suite].decrypt(sealed.sealed_key, epoch_private_key, info=aad)
+        payload = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, aad)
+    except (InvalidTag, ValueError, TypeError, KeyError) as exc:
+        raise IntegrityError(
+            f"record {sealed.header.record_id}: integrity check failed (altered, moved to "
+            "another record, or not this epoch's key)"
+        ) from exc
+    return _unpack(payload)

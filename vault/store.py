@@ -1,0 +1,136 @@
+"""Put, get, list and delete sealed records: one transaction each, ciphertext and index row
+together, so a record never exists without its ciphertext or the other way round."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from vault.crypto import RecordHeader, SealedRecord
+from vault.keys import EpochCertificate, _unb64
+from vault.models import Camera, KeyEpoch, SealedRecordRow
+
+
+class StoreError(Exception):
+    pass
+
+
+def _utc(d: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+def register_epochs(session: Session, certs: list[EpochCertificate]) -> int:
+    """Index the public half of epochs (idempotent); returns how many were new."""
+    new = 0
+    for c in certs:
+        if session.get(KeyEpoch, c.epoch_id) is None:
+            start, end = c.window()
+            session.add(
+                KeyEpoch(
+                    id=c.epoch_id,
+                    suite=c.suite,
+                    not_before=start,
+                    not_after=end,
+                    public_key=_unb64(c.public_key),
+                    signature=_unb64(c.signature),
+                )
+            )
+            new += 1
+    return new
+
+
+def ensure_camera(session: Session, camera_id: str, now: datetime) -> None:
+    if session.get(Camera, camera_id) is None:
+        session.add(Camera(id=camera_id, created=now))
+
+
+def row_from_sealed(
+    sealed: SealedRecord, track_id: int, quality: float, created: datetime, expires: datetime
+) -> SealedRecordRow:
+    h = sealed.header
+    return SealedRecordRow(
+        id=h.record_id,
+        camera_id=h.camera_id,
+        track_id=track_id,
+        first_seen=h.first_seen,
+        last_seen=h.last_seen,
+        best_time=h.best_time,
+        quality=quality,
+        epoch_id=h.epoch_id,
+        suite=sealed.suite,
+        format_version=h.version,
+        sealed_key=sealed.sealed_key,
+        nonce=sealed.nonce,
+        ciphertext=sealed.ciphertext,
+        ciphertext_sha256=hashlib.sha256(sealed.ciphertext).hexdigest(),
+        created=created,
+        expires=expires,
+        legal_hold=False,
+    )
+
+
+def sealed_from_row(row: SealedRecordRow) -> SealedRecord:
+    header = RecordHeader(
+        row.id,
+        row.camera_id,
+        row.epoch_id,
+        _utc(row.first_seen),
+        _utc(row.last_seen),
+        _utc(row.best_time),
+        row.format_version,
+    )
+    if hashlib.sha256(row.ciphertext).hexdigest() != row.ciphertext_sha256:
+        raise StoreError(f"record {row.id}: ciphertext does not match its stored hash")
+    return SealedRecord(header, row.suite, row.sealed_key, row.nonce, row.ciphertext)
+
+
+def put(
+    factory: sessionmaker[Session],
+    items: list[tuple[SealedRecord, int, float]],
+    now: datetime,
+    expires: datetime,
+) -> int:
+    """Store a batch of (sealed record, track id, quality) in one transaction."""
+    with factory.begin() as s:
+        for cam in {sealed.header.camera_id for sealed, _, _ in items}:
+            ensure_camera(s, cam, now)
+        s.add_all(row_from_sealed(sd, t, q, now, expires) for sd, t, q in items)
+    return len(items)
+
+
+def get(factory: sessionmaker[Session], record_id: str) -> SealedRecord:
+    with factory() as s:
+        row = s.get(SealedRecordRow, record_id)
+        if row is None:
+            raise StoreError(f"no such record: {record_id}")
+        return sealed_from_row(row)
+
+
+def list_ids(
+    factory: sessionmaker[Session], camera_id: str, start: datetime, end: datetime
+) -> list[str]:
+    """Record ids of one camera whose best frame lies in [start, end): index only."""
+    with factory() as s:
+        q = (
+            select(SealedRecordRow.id)
+            .where(SealedRecordRow.camera_id == camera_id)
+            .where(SealedRecordRow.best_time >= start, SealedRecordRow.best_time < end)
+            .order_by(SealedRecordRow.best_time)
+        )
+        return list(s.scalars(q))
+
+
+def delete(factory: sessionmaker[Session], record_ids: list[str]) -> int:
+    """Delete records, index row and ciphertext together, in one transaction."""
+    with factory.begin() as s:
+        n = 0
+        for rid in record_ids:
+            row = s.get(SealedRecordRow, rid)
+            if row is not None:
+                s.delete(row)
+                n += 1
+    return n
