@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 vae_app = typer.Typer(help="The face-quality VAE.", no_args_is_help=True)
 app.add_typer(vae_app, name="vae")
+keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The vault's SQL index (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 class UserError(Exception):
@@ -191,6 +195,77 @@ def demo(
     typer.echo(f"\n  {'crop':<28s} {'quality':>10s} {'log RP':>10s}")
     for name, quality, log_rp in sample_face_table(scorer):
         typer.echo(f"  {name:<28s} {quality:10.1f} {log_rp:10.1f}")
+
+
+@keys_app.command("init")
+def keys_init(
+    dev: Annotated[
+        bool, typer.Option("--dev", help="DEVELOPMENT MODE: keep the master key in a 0600 file.")
+    ] = False,
+    suite: Annotated[str, typer.Option(help="HPKE suite: x25519 or mlkem768-x25519.")] = "x25519",
+    epoch_hours: Annotated[int, typer.Option(min=1, help="Length of a key epoch.")] = 24,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs to create from now.")] = 7,
+    threshold: Annotated[int, typer.Option(min=1, help="k: shares needed to open.")] = 2,
+    trustees: Annotated[int, typer.Option(min=1, help="n: shares handed out.")] = 3,
+) -> None:
+    """Create the escrow authority: signing key, master key, signed epoch keys."""
+    from datetime import UTC, datetime
+
+    from vault.keys import KeyStore, KeyStoreError
+
+    if threshold > trustees:
+        raise UserError("--threshold must not exceed --trustees")
+    ks = KeyStore(get_settings().keys_dir)
+    try:
+        shares = ks.init(
+            datetime.now(UTC),
+            suite=suite,
+            epoch_hours=epoch_hours,
+            epochs_ahead=epochs,
+            k=threshold,
+            n=trustees,
+            dev=dev,
+        )
+    except (KeyStoreError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(f"escrow authority created in {ks.root} ({suite}, {epochs} epochs)")
+    if dev:
+        typer.echo("DEVELOPMENT MODE: the master key is stored in master.key (0600).")
+    else:
+        typer.echo(f"Master-key shares ({threshold} of {trustees} needed to open), shown ONCE:")
+        for i, share in enumerate(shares, 1):
+            typer.echo(f"  trustee {i}: {share}")
+
+
+@keys_app.command("export-camera")
+def keys_export_camera(
+    out: Annotated[Path, typer.Argument(help="Camera keyring file to write (public only).")],
+) -> None:
+    """Write the public material a camera needs to seal: authority key + signed epoch keys."""
+    from vault.keys import KeyStore, KeyStoreError
+
+    try:
+        ring = KeyStore(get_settings().keys_dir).camera_keyring()
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
+    out.write_text(json.dumps(ring, indent=1))
+    typer.echo(f"wrote {out}: {len(ring['epochs'])} signed epoch public keys, no private key")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from vault.db import upgrade
+
+    upgrade(get_settings().database_url, revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = "base") -> None:
+    """Revert migrations down to REVISION (default: an empty database)."""
+    from vault.db import downgrade
+
+    downgrade(get_settings().database_url, revision)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str = (
         f"sqlite:///{Path.home() / '.local' / 'share' / 'keyframe-escrow' / 'vault.db'}"
     )
+    # The escrow authority's key store: kept apart from the database (see vault/keys.py).
+    keys_dir: Path = Path.home() / ".local" / "share" / "keyframe-escrow" / "keys"
     # Torch intra-op threads; None leaves torch's default.
     threads: int | None = None
 

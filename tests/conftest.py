@@ -51,3 +51,31 @@ def detector():
     from vae.faces import FaceDetector
 
     return FaceDetector()
+
+
+PG_URL = os.environ.get("ESCROW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A migrated, empty vault database on each engine; migrated back down afterwards."""
+    from vault.db import downgrade, upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'vault.db'}"
+    else:
+        import sqlalchemy
+
+        url = PG_URL
+        try:
+            with sqlalchemy.create_engine(url).connect():
+                pass
+        except Exception as exc:  # no server here
+            msg = f"PostgreSQL not reachable at {url}: {type(exc).__name__}"
+            if IN_CI:
+                pytest.fail(msg + " (CI=true: PostgreSQL tests may not skip)")
+            pytest.skip(msg)
+        downgrade(url, "base")  # a previous run that died half-way
+    upgrade(url, "head")
+    yield url
+    downgrade(url, "base")
