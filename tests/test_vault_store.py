@@ -119,3 +119,37 @@ def test_no_plaintext_at_rest(db_url, authority, jpegs, tmp_path):
         for i in range(0, len(jpeg) - 32, 512):
             assert jpeg[i : i + 32] not in everything
     eng.dispose()
+
+
+def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority, jpegs):
+    """Crypto-shredding: destroying the epoch key in the key store makes every ciphertext of
+    the epoch unreadable, including the copies inside an earlier database backup."""
+    import shutil
+
+    ks, ring = authority
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    upgrade(url)
+    eng = make_engine(url)
+    factory = session_factory(eng)
+    with factory.begin() as s:
+        store.register_epochs(s, ks.certificates())
+    items = seal_all(ring, jpegs[:4])
+    store.put(factory, items, NOW, NOW + timedelta(hours=72))
+    eng.dispose()
+    shutil.copy(tmp_path / "vault.db", tmp_path / "backup.db")  # the backup
+
+    epoch = items[0][0].header.epoch_id
+    master = ks.master_from()
+    assert ks.shred(epoch)
+    store.mark_epoch_destroyed(factory, epoch, NOW)
+    from vault.keys import KeyStoreError
+
+    backup = session_factory(make_engine(f"sqlite:///{tmp_path / 'backup.db'}"))
+    for sealed, _, _ in items:
+        old = store.get(backup, sealed.header.record_id)  # the ciphertext is still there...
+        assert old.ciphertext == sealed.ciphertext
+        with pytest.raises(KeyStoreError, match="destroyed"):  # ...but nothing opens it
+            ks.epoch_private_key(master, old.header.epoch_id)
+    # and the key material never was in the database file, backup or not
+    raw = (tmp_path / "backup.db").read_bytes()
+    assert not any(p.read_bytes()[12:40] in raw for p in ks.epochs_dir.glob("*.key.enc"))

@@ -134,3 +134,12 @@ def delete(factory: sessionmaker[Session], record_ids: list[str]) -> int:
                 s.delete(row)
                 n += 1
     return n
+
+
+def mark_epoch_destroyed(factory: sessionmaker[Session], epoch_id: str, now: datetime) -> None:
+    """Record in the index that an epoch's private key was shredded (vault.keys.shred)."""
+    with factory.begin() as s:
+        epoch = s.get(KeyEpoch, epoch_id)
+        if epoch is None:
+            raise StoreError(f"no such epoch: {epoch_id}")
+        epoch.destroyed_at = now
