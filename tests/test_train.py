@@ -22,25 +22,15 @@ def small_set(tmp_path_factory, celeba_dir):
     return d
 
 
-def train(tmp_path, data, out, *extra):
+def escrow_train(tmp_path, data, out, *extra):
     env = {**os.environ, "ESCROW_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "escrow.cli",
-        "vae",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--batch-size",
-        "8",
-        "--holdout",
-        "0.25",
-        *map(str, extra),
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    cmd = [sys.executable, "-m", "escrow.cli", "vae", "train", "--data", str(data)]
+    cmd += ["--out", str(out), *map(str, extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def train(tmp_path, data, out, *extra):
+    r = escrow_train(tmp_path, data, out, "--batch-size", "8", "--holdout", "0.25", *extra)
     assert r.returncode == 0, r.stderr[-2000:]
     return r
 
@@ -71,22 +61,6 @@ def test_train_checkpoint_resume_and_cache(tmp_path, small_set):
 
 
 def test_train_refuses_a_folder_without_images(tmp_path):
-    env = {**os.environ, "ESCROW_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "empty").mkdir()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "escrow.cli",
-            "vae",
-            "train",
-            "--data",
-            str(tmp_path / "empty"),
-            "--out",
-            str(tmp_path / "w.pt"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    r = escrow_train(tmp_path, tmp_path / "empty", tmp_path / "w.pt")
     assert r.returncode == 2 and "no images found" in r.stderr and "Traceback" not in r.stderr
