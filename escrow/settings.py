@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     )
     # The escrow authority's key store: kept apart from the database (see vault/keys.py).
     keys_dir: Path = Path.home() / ".local" / "share" / "keyframe-escrow" / "keys"
+    # The camera's public keyring (escrow keys export-camera);
+    # None: camera-keyring.json beside the key store.
+    camera_keyring: Path | None = None
     # Torch intra-op threads; None leaves torch's default.
     threads: int | None = None
 

@@ -107,11 +107,22 @@ def test_bad_weights_file_is_a_clear_error(tmp_path, files):
     assert "Traceback" not in r.stderr
 
 
-def test_demo_ranks_the_original_face_above_its_degradations():
-    r = run(["demo"])
+def test_demo_seals_one_record_per_sample_person_and_ranks_quality(tmp_path):
+    env = {
+        **os.environ,
+        "ESCROW_KEYS_DIR": str(tmp_path / "keys"),
+        "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'vault.db'}",
+    }
+    r = run(["demo"], env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("  ")][1:]  # after the header
+    assert "-> 2 sealed records" in r.stdout  # the sample has two people
+    lines = r.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["crop"])
+    rows = [ln for ln in lines[head + 1 :] if ln.startswith("  ")]
     names = [ln[:30].strip() for ln in rows]
     quality = [float(ln.split()[-2]) for ln in rows]
     assert len(rows) == 8 and quality == sorted(quality, reverse=True)
     assert names[0] == "astronaut face (original)"
+    # a second run reuses the authority and the vault
+    again = run(["demo"], env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "created an escrow authority" not in again.stdout

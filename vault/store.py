@@ -94,12 +94,17 @@ def put(
     now: datetime,
     expires: datetime,
 ) -> int:
-    """Store a batch of (sealed record, track id, quality) in one transaction."""
+    """Store a batch of (sealed record, track id, quality) in one transaction. Idempotent by
+    record id: a record already stored (a retry, a restarted camera) is skipped. Returns how
+    many were new."""
     with factory.begin() as s:
         for cam in {sealed.header.camera_id for sealed, _, _ in items}:
             ensure_camera(s, cam, now)
-        s.add_all(row_from_sealed(sd, t, q, now, expires) for sd, t, q in items)
-    return len(items)
+        ids = [sd.header.record_id for sd, _, _ in items]
+        have = set(s.scalars(select(SealedRecordRow.id).where(SealedRecordRow.id.in_(ids))))
+        new = [it for it in items if it[0].header.record_id not in have]
+        s.add_all(row_from_sealed(sd, t, q, now, expires) for sd, t, q in new)
+    return len(new)
 
 
 def get(factory: sessionmaker[Session], record_id: str) -> SealedRecord:

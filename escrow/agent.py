@@ -1,0 +1,154 @@
+"""The capture loop: source -> detect -> track -> score -> keep best -> seal -> store.
+
+Plaintext face crops exist only in memory, between detection and sealing. A record id is
+derived from the camera, the source and the track's first frame, so re-running the same
+input after a crash reproduces the same ids and the idempotent store makes no duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import cv2
+
+from escrow.detect import FrameDetector
+from escrow.select import BestCrops, Candidate
+from escrow.sources import Frame, Source
+from escrow.track import Track, Tracker
+from vault import crypto, store
+from vault.keys import CameraKeyring
+
+RECORD_NS = uuid.UUID("8f6c3c1e-2b1d-4f3e-9a53-6f1b2f0c9d11")
+
+
+@dataclass
+class CaptureConfig:
+    camera_id: str
+    min_track_frames: int = 3
+    max_missed: int = 5
+    max_distance: float = 1.0
+    retention: timedelta = timedelta(hours=72)
+    jpeg_quality: int = 95
+
+
+@dataclass
+class CaptureSummary:
+    frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    tracks: int = 0
+    records: int = 0
+    dropped_short: int = 0
+    faces_detected: int = 0
+    record_ids: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+    def public(self) -> dict:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "frames",
+                "seconds",
+                "fps",
+                "tracks",
+                "records",
+                "dropped_short",
+                "faces_detected",
+            )
+        }
+
+
+class CaptureAgent:
+    def __init__(
+        self,
+        cfg: CaptureConfig,
+        detector: FrameDetector,
+        scorer,
+        keyring: CameraKeyring,
+        factory,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_frame: Callable[[Frame, list, CaptureSummary], None] | None = None,
+    ):
+        self.cfg, self.detector, self.scorer = cfg, detector, scorer
+        self.keyring, self.factory, self.clock = keyring, factory, clock
+        self.tracker = Tracker(cfg.max_distance, cfg.max_missed)
+        self.best = BestCrops()
+        self.on_frame = on_frame
+        self.histories: dict[int, list[tuple[int, float, float]]] = {}  # frame, t, quality
+
+    def _record_id(self, source_key: str, tr: Track) -> str:
+        return str(
+            uuid.uuid5(RECORD_NS, f"{self.cfg.camera_id}|{source_key}|{tr.first_index}|{tr.id}")
+        )
+
+    def _seal_and_store(self, source_key: str, tr: Track, summary: CaptureSummary) -> None:
+        cand = self.best.pop(tr.id)
+        if cand is None:
+            return
+        if tr.hits < self.cfg.min_track_frames:
+            summary.dropped_short += 1
+            return
+        key = self.keyring.key_for(cand.time)  # KeyRefused stops capture: never plaintext
+        ok, jpeg = cv2.imencode(
+            ".jpg", cand.crop, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality]
+        )
+        del cand.crop
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        rid = self._record_id(source_key, tr)
+        header = crypto.RecordHeader(
+            rid, self.cfg.camera_id, key.cert.epoch_id, tr.first_seen, tr.last_seen, cand.time
+        )
+        meta = {
+            "camera_id": self.cfg.camera_id,
+            "track_id": tr.id,
+            "first_seen": tr.first_seen.isoformat(),
+            "last_seen": tr.last_seen.isoformat(),
+            "best_time": cand.time.isoformat(),
+            "best_frame": cand.frame_index,
+            "box": [round(v, 1) for v in cand.box],
+            "quality": round(cand.quality, 3),
+            "detector_score": round(cand.det_prob, 4),
+            "frames": tr.hits,
+        }
+        sealed = key.seal(jpeg.tobytes(), meta, header)
+        now = self.clock()
+        store.put(self.factory, [(sealed, tr.id, cand.quality)], now, now + self.cfg.retention)
+        summary.records += 1
+        summary.record_ids.append(rid)
+
+    def run(self, source: Source) -> CaptureSummary:
+        summary = CaptureSummary()
+        source_key = source.identity
+        with self.factory.begin() as s:
+            store.register_epochs(s, self.keyring.certs)
+        t0 = datetime.now(UTC)
+        seen_tracks: set[int] = set()
+        for frame in source:
+            dets = self.detector(frame.bgr)
+            summary.faces_detected += len(dets)
+            qualities = self.scorer.score([d.crop for d in dets], order="bgr") if dets else []
+            ids, ended = self.tracker.update([d.box for d in dets], frame.index, frame.time)
+            for d, tid, q in zip(dets, ids, qualities, strict=True):
+                seen_tracks.add(tid)
+                self.histories.setdefault(tid, []).append(
+                    (frame.index, frame.time.timestamp(), float(q))
+                )
+                self.best.offer(
+                    tid, Candidate(float(q), d.crop, frame.index, frame.time, d.box, d.prob)
+                )
+            for tr in ended:
+                self._seal_and_store(source_key, tr, summary)
+            summary.frames += 1
+            if self.on_frame:
+                self.on_frame(frame, list(zip(dets, ids, qualities, strict=True)), summary)
+        for tr in self.tracker.finish():
+            self._seal_and_store(source_key, tr, summary)
+        summary.tracks = len(seen_tracks)
+        summary.seconds = round((datetime.now(UTC) - t0).total_seconds(), 2)
+        summary.fps = round(summary.frames / summary.seconds, 2) if summary.seconds else 0.0
+        summary.truncated = source.status.truncated
+        return summary

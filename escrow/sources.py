@@ -1,0 +1,132 @@
+"""Frame sources: a video file, a folder of frames, a camera index, or an RTSP/HTTP stream.
+
+Every frame carries its capture time (UTC): files from a start time and their frame rate,
+live sources from the injected clock. A live
+stream that drops is reopened with exponential backoff and the agent is told so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vae.data import IMAGE_SUFFIXES
+
+
+class SourceError(Exception):
+    """The source cannot be read at all (missing, not a video, no frames)."""
+
+
+@dataclass
+class Frame:
+    index: int
+    time: datetime
+    bgr: np.ndarray
+
+
+@dataclass
+class SourceStatus:
+    frames_expected: int | None = None
+    frames_read: int = 0
+    truncated: bool = False  # a file ended before its declared frame count
+    reconnects: int = 0
+
+
+def _is_stream(spec: str) -> bool:
+    return spec.split("://", 1)[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp")
+
+
+class Source:
+    def __init__(
+        self,
+        spec: str,
+        start: datetime | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log: Callable[[str], None] = print,
+        max_reconnects: int = 10,
+    ):
+        self.spec, self.clock, self.log = spec, clock, log
+        self.status = SourceStatus()
+        self.max_reconnects = max_reconnects
+        self.live = spec.isdigit() or _is_stream(spec)
+        path = Path(spec)
+        self.folder = None if self.live else (path if path.is_dir() else None)
+        if not self.live and not path.exists():
+            raise SourceError(f"no such file or folder: {spec}")
+        # Files are timed from when this run started (the epoch keys a camera holds are for
+        # now, not for whenever the file was written); pass `start` for a recording's time.
+        self.start = start or clock()
+        self.identity = spec if self.live else f"{path.resolve()}|{path.stat().st_size}"
+        if self.folder is not None:
+            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise SourceError(f"no image frames in folder: {spec}")
+            self.fps = 25.0
+            self.status.frames_expected = len(self.files)
+        else:
+            self.cap = self._open()
+            ok, first = self.cap.read()
+            if not ok or first is None:
+                raise SourceError(f"not a readable video (or no frames): {spec}")
+            self._first = first
+            self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+            n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            self.status.frames_expected = n if (n > 0 and not self.live) else None
+
+    def _open(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(int(self.spec) if self.spec.isdigit() else self.spec)
+        if not cap.isOpened():
+            raise SourceError(f"cannot open video source: {self.spec}")
+        return cap
+
+    def _time(self, index: int) -> datetime:
+        return self.clock() if self.live else self.start + timedelta(seconds=index / self.fps)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.folder is not None:
+            for i, p in enumerate(self.files):
+                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                if img is None:
+                    self.log(f"skipping unreadable frame {p.name}")
+                    continue
+                self.status.frames_read += 1
+                yield Frame(i, self._time(i), img)
+            return
+        index, frame = 0, self._first
+        while True:
+            if frame is not None:
+                self.status.frames_read += 1
+                yield Frame(index, self._time(index), frame)
+                index += 1
+            ok, frame = self.cap.read()
+            if ok:
+                continue
+            if not self.live:
+                exp = self.status.frames_expected
+                self.status.truncated = exp is not None and self.status.frames_read < exp
+                break
+            if not self._reconnect():
+                break
+            frame = None
+        self.cap.release()
+
+    def _reconnect(self) -> bool:
+        delay = 0.5
+        for attempt in range(1, self.max_reconnects + 1):
+            self.log(f"stream dropped; reopening {self.spec} in {delay:.1f} s (try {attempt})")
+            time.sleep(delay)
+            try:
+                self.cap.release()
+                self.cap = self._open()
+                self.status.reconnects += 1
+                return True
+            except SourceError:
+                delay = min(30.0, delay * 2)
+        self.log(f"stream {self.spec} did not come back after {self.max_reconnects} tries")
+        return False
