@@ -82,7 +82,8 @@ class Source:
     def _open(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(int(self.spec) if self.spec.isdigit() else self.spec)
         if not cap.isOpened():
-            raise SourceError(f"cannot open video source: {self.spec}")
+            what = "cannot open video source" if self.live else "not a readable video"
+            raise SourceError(f"{what}: {self.spec}")
         return cap
 
     def _time(self, index: int) -> datetime:

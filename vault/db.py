@@ -9,9 +9,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str) -> Engine:
+    _ensure_sqlite_dir(url)
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
 
@@ -34,6 +38,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    _ensure_sqlite_dir(url)
     command.upgrade(_alembic_config(url), revision)
 
 

@@ -1,0 +1,122 @@
+"""The capture loop with a scripted detector and scorer: the sealed crop of every track is the
+one with the highest score, short tracks are dropped, a camera out of keys stops."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import cv2
+import numpy as np
+import pytest
+
+from escrow.agent import CaptureAgent, CaptureConfig
+from escrow.detect import Detection
+from escrow.sources import Frame
+from vault import crypto, store
+from vault.db import make_engine, session_factory, upgrade
+from vault.keys import CameraKeyring, KeyRefused, KeyStore
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Status:
+    truncated: bool = False
+
+
+class ScriptedSource:
+    """Frames whose faces are given by a script: {frame: [(x, y, quality), ...]}."""
+
+    def __init__(self, script: dict[int, list[tuple[int, int, float]]], frames: int, t0=T0):
+        self.script, self.frames, self.t0 = script, frames, t0
+        self.identity, self.status = "scripted", Status()
+
+    def __iter__(self):
+        for i in range(self.frames):
+            yield Frame(i, self.t0 + timedelta(seconds=i / 25), np.zeros((480, 640, 3), np.uint8))
+
+
+class ScriptedDetector:
+    def __init__(self, source: ScriptedSource):
+        self.source, self.i = source, -1
+
+    def __call__(self, bgr):
+        self.i += 1
+        out = []
+        for x, y, q in self.source.script.get(self.i, []):
+            crop = np.zeros((60, 60, 3), np.uint8)
+            cv2.putText(
+                crop, f"{q:.0f}", (2, 35), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1
+            )
+            crop[0, 0] = (int(q) % 256, int(q) // 256 % 256, 7)  # the quality, readable back
+            out.append(Detection((x, y, x + 50, y + 50), 0.99, crop))
+        return out
+
+
+class QualityFromPixel:
+    def score(self, crops, order="bgr"):
+        return np.array([c[0, 0, 0] + 256.0 * c[0, 0, 1] for c in crops])
+
+
+@pytest.fixture
+def vault(tmp_path):
+    ks = KeyStore(tmp_path / "keys")
+    ks.init(T0, epochs_ahead=1, dev=True)
+    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring()))
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    upgrade(url)
+    return ks, CameraKeyring.load(tmp_path / "ring.json"), session_factory(make_engine(url))
+
+
+def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
+    ks, ring, factory = vault
+    rng = np.random.default_rng(0)
+    qa = rng.integers(100, 5000, 40)
+    qb = rng.integers(100, 5000, 25)
+    script: dict[int, list] = {}
+    for i in range(40):  # person A walks right, person B walks left from frame 10
+        script.setdefault(i, []).append((20 + 5 * i, 100, float(qa[i])))
+    for i in range(25):
+        script.setdefault(10 + i, []).append((560 - 5 * i, 300, float(qb[i])))
+    script.setdefault(45, []).append((300, 20, 9999.0))  # a 1-frame blip: noise
+    src = ScriptedSource(script, 50)
+    agent = CaptureAgent(
+        CaptureConfig("cam", min_track_frames=3),
+        ScriptedDetector(src),
+        QualityFromPixel(),
+        ring,
+        factory,
+    )
+    summary = agent.run(src)
+    assert (summary.tracks, summary.records, summary.dropped_short) == (3, 2, 1)
+    master = ks.master_from()
+    got = {}
+    for rid in summary.record_ids:
+        sealed = store.get(factory, rid)
+        crop, meta = crypto.open(sealed, ks.epoch_private_key(master, sealed.header.epoch_id))
+        img = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+        got[meta["frames"]] = (meta, img)
+    meta_a, _ = got[40]
+    meta_b, _ = got[25]
+    assert meta_a["quality"] == qa.max() and meta_a["best_frame"] == int(qa.argmax())
+    assert meta_b["quality"] == qb.max() and meta_b["best_frame"] == 10 + int(qb.argmax())
+    assert len(agent.best) == 0  # no plaintext left behind in memory
+
+
+def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
+    ks, ring, factory = vault
+    script = {i: [(100, 100, 50.0)] for i in range(5)}
+    src = ScriptedSource(script, 5, t0=T0 + timedelta(days=3))  # beyond the camera's epoch
+    agent = CaptureAgent(
+        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), ring, factory
+    )
+    with pytest.raises(KeyRefused, match="out of keys"):
+        agent.run(src)
+    with factory() as s:
+        from sqlalchemy import func, select
+
+        from vault.models import SealedRecordRow
+
+        assert s.scalar(select(func.count()).select_from(SealedRecordRow)) == 0
