@@ -71,12 +71,13 @@ class CaptureAgent:
         factory,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_frame: Callable[[Frame, list, CaptureSummary], None] | None = None,
+        on_sealed: Callable[[str, dict], None] | None = None,
     ):
         self.cfg, self.detector, self.scorer = cfg, detector, scorer
         self.keyring, self.factory, self.clock = keyring, factory, clock
         self.tracker = Tracker(cfg.max_distance, cfg.max_missed)
         self.best = BestCrops()
-        self.on_frame = on_frame
+        self.on_frame, self.on_sealed = on_frame, on_sealed
         self.histories: dict[int, list[tuple[int, float, float]]] = {}  # frame, t, quality
 
     def _record_id(self, source_key: str, tr: Track) -> str:
@@ -119,6 +120,8 @@ class CaptureAgent:
         store.put(self.factory, [(sealed, tr.id, cand.quality)], now, now + self.cfg.retention)
         summary.records += 1
         summary.record_ids.append(rid)
+        if self.on_sealed:  # only after the transaction committed
+            self.on_sealed(rid, meta)
 
     def run(self, source: Source) -> CaptureSummary:
         summary = CaptureSummary()

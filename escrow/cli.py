@@ -257,6 +257,7 @@ def run_capture(
     preview: Path | None,
     report: Path | None,
     progress: bool,
+    events: bool = False,
 ):
     """Shared by `capture` and `demo`: returns (summary, histories)."""
     from tqdm import tqdm
@@ -329,12 +330,23 @@ def capture(
     min_track: Annotated[int, typer.Option(min=1, help="Shorter tracks are noise.")] = 3,
     preview: Annotated[Path | None, typer.Option(help="Anonymised preview video.")] = None,
     report: Annotated[Path | None, typer.Option(help="Per-track quality report folder.")] = None,
+    events: Annotated[
+        bool, typer.Option("--events", help="Print a JSON line as each record is stored.")
+    ] = False,
 ) -> None:
     """Keep one sealed best-quality face crop per person who passes; nothing else."""
     _need_detector()
     _setup_torch()
     summary, _ = run_capture(
-        source, camera_id, keyring, detect_width, min_track, preview, report, not as_json
+        source,
+        camera_id,
+        keyring,
+        detect_width,
+        min_track,
+        preview,
+        report,
+        not (as_json or events),
+        events,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))
