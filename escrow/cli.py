@@ -295,6 +295,10 @@ def run_capture(
         bar.update(1)
         bar.set_postfix(live=len(agent.tracker.tracks), sealed=summary.records)
 
+    def on_sealed(record_id, meta):  # called after the record's transaction committed
+        typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
+        sys.stdout.flush()
+
     cfg = CaptureConfig(camera_id=camera_id, min_track_frames=min_track)
     agent = CaptureAgent(
         cfg,
@@ -303,6 +307,7 @@ def run_capture(
         ring,
         session_factory(engine),
         on_frame=on_frame,
+        on_sealed=on_sealed if events else None,
     )
     try:
         summary = agent.run(source)

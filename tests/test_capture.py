@@ -232,7 +232,15 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(run, worl
         p = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=root, text=True
         )
-        time.sleep(rnd.uniform(6.0, 14.0))  # model loading takes ~4 s, the clip ~13 s
+        # kill at a random moment after the n-th record was reported (n random), mid-stream
+        wait_for, seen = rnd.randint(1, 5), 0
+        for line in p.stdout:
+            if line.startswith("{"):
+                reported.add(json.loads(line)["sealed"])
+                seen += 1
+                if seen >= wait_for:
+                    break
+        time.sleep(rnd.uniform(0.0, 1.5))
         p.send_signal(signal.SIGKILL)
         out, _ = p.communicate()
         reported |= {json.loads(ln)["sealed"] for ln in out.splitlines() if ln.startswith("{")}
