@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 
 from escrow.detect import FrameDetector
-from escrow.select import BestCrops, Candidate
+from escrow.select import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
 from vault import crypto, store
@@ -32,6 +32,7 @@ class CaptureConfig:
     max_distance: float = 1.0
     retention: timedelta = timedelta(hours=72)
     jpeg_quality: int = 95
+    clip_seconds: float = 0.0  # also seal the track's crops this long around the best frame
 
 
 @dataclass
@@ -79,6 +80,7 @@ class CaptureAgent:
         self.best = BestCrops()
         self.on_frame, self.on_sealed = on_frame, on_sealed
         self.histories: dict[int, list[tuple[int, float, float]]] = {}  # frame, t, quality
+        self.clips: ClipBuffers | None = None
 
     def _record_id(self, source_key: str, tr: Track) -> str:
         return str(
@@ -87,18 +89,13 @@ class CaptureAgent:
 
     def _seal_and_store(self, source_key: str, tr: Track, summary: CaptureSummary) -> None:
         cand = self.best.pop(tr.id)
+        before, after = self.clips.pop(tr.id) if self.clips else ([], [])
         if cand is None:
             return
         if tr.hits < self.cfg.min_track_frames:
             summary.dropped_short += 1
             return
         key = self.keyring.key_for(cand.time)  # KeyRefused stops capture: never plaintext
-        ok, jpeg = cv2.imencode(
-            ".jpg", cand.crop, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality]
-        )
-        del cand.crop
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
         rid = self._record_id(source_key, tr)
         header = crypto.RecordHeader(
             rid, self.cfg.camera_id, key.cert.epoch_id, tr.first_seen, tr.last_seen, cand.time
@@ -115,7 +112,10 @@ class CaptureAgent:
             "detector_score": round(cand.det_prob, 4),
             "frames": tr.hits,
         }
-        sealed = key.seal(jpeg.tobytes(), meta, header)
+        clip = [self._jpeg(c) for c in (*before, cand.crop, *after)] if self.clips else []
+        if clip:
+            meta["clip"] = {"frames": len(clip), "best_at": len(before), "fps": self.fps}
+        sealed = key.seal(self._jpeg(cand.crop), meta, header, clip)
         now = self.clock()
         store.put(self.factory, [(sealed, tr.id, cand.quality)], now, now + self.cfg.retention)
         summary.records += 1
@@ -123,8 +123,17 @@ class CaptureAgent:
         if self.on_sealed:  # only after the transaction committed
             self.on_sealed(rid, meta)
 
+    def _jpeg(self, bgr) -> bytes:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        return buf.tobytes()
+
     def run(self, source: Source) -> CaptureSummary:
         summary = CaptureSummary()
+        self.fps = float(getattr(source, "fps", 25.0))
+        if self.cfg.clip_seconds > 0:
+            self.clips = ClipBuffers(max(1, round(self.cfg.clip_seconds * self.fps / 2)))
         source_key = source.identity
         with self.factory.begin() as s:
             store.register_epochs(s, self.keyring.certs)
@@ -140,9 +149,11 @@ class CaptureAgent:
                 self.histories.setdefault(tid, []).append(
                     (frame.index, frame.time.timestamp(), float(q))
                 )
-                self.best.offer(
+                new_best = self.best.offer(
                     tid, Candidate(float(q), d.crop, frame.index, frame.time, d.box, d.prob)
                 )
+                if self.clips:
+                    self.clips.add(tid, d.crop, new_best)
             for tr in ended:
                 self._seal_and_store(source_key, tr, summary)
             summary.frames += 1

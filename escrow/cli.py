@@ -258,6 +258,7 @@ def run_capture(
     report: Path | None,
     progress: bool,
     events: bool = False,
+    clip_seconds: float = 0.0,
 ):
     """Shared by `capture` and `demo`: returns (summary, histories)."""
     from tqdm import tqdm
@@ -299,7 +300,7 @@ def run_capture(
         typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
         sys.stdout.flush()
 
-    cfg = CaptureConfig(camera_id=camera_id, min_track_frames=min_track)
+    cfg = CaptureConfig(camera_id=camera_id, min_track_frames=min_track, clip_seconds=clip_seconds)
     agent = CaptureAgent(
         cfg,
         FrameDetector(detect_width=detect_width),
@@ -338,6 +339,9 @@ def capture(
     events: Annotated[
         bool, typer.Option("--events", help="Print a JSON line as each record is stored.")
     ] = False,
+    clip_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Also seal S seconds of the track around its best crop.")
+    ] = 0.0,
 ) -> None:
     """Keep one sealed best-quality face crop per person who passes; nothing else."""
     _need_detector()
@@ -352,6 +356,7 @@ def capture(
         report,
         not (as_json or events),
         events,
+        clip_seconds,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))

@@ -31,7 +31,7 @@ class ScriptedSource:
 
     def __init__(self, script: dict[int, list[tuple[int, int, float]]], frames: int, t0=T0):
         self.script, self.frames, self.t0 = script, frames, t0
-        self.identity, self.status = "scripted", Status()
+        self.identity, self.status, self.fps = "scripted", Status(), 25.0
 
     def __iter__(self):
         for i in range(self.frames):
@@ -120,3 +120,22 @@ def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
         from vault.models import SealedRecordRow
 
         assert s.scalar(select(func.count()).select_from(SealedRecordRow)) == 0
+
+
+def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
+    ks, ring, factory = vault
+    qs = [10.0, 20, 30, 40, 50, 60, 999, 70, 80, 90, 5, 5, 5]  # best at index 6
+    script = {i: [(100 + 3 * i, 100, q)] for i, q in enumerate(qs)}
+    src = ScriptedSource(script, len(qs))
+    cfg = CaptureConfig("cam", clip_seconds=6 / 25)  # 3 frames either side at 25 fps
+    agent = CaptureAgent(cfg, ScriptedDetector(src), QualityFromPixel(), ring, factory)
+    summary = agent.run(src)
+    assert summary.records == 1
+    sealed = store.get(factory, summary.record_ids[0])
+    crop, meta, clip = crypto.open_all(
+        sealed, ks.epoch_private_key(ks.master_from(), sealed.header.epoch_id)
+    )
+    assert meta["best_frame"] == 6 and meta["clip"] == {"frames": 7, "best_at": 3, "fps": 25.0}
+    assert len(clip) == 7 and clip[3] == crop  # the best crop, in the middle of its clip
+    assert len(set(clip)) == 7
+    assert agent.clips.pop(1) == ([], [])  # nothing left buffered once sealed

@@ -77,20 +77,34 @@ class SealedRecord:
     ciphertext: bytes  # AES-256-GCM(meta || crop), tag included
 
 
-def _pack(crop: bytes, meta: dict) -> bytes:
+def _pack(crop: bytes, meta: dict, attachments: list[bytes]) -> bytes:
+    """meta JSON, the crop, then any attachments (e.g. the frames of a short clip), each
+    length-prefixed."""
     m = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    return struct.pack(">I", len(m)) + m + crop
+    parts = [m, crop, *attachments]
+    return struct.pack(">I", len(parts)) + b"".join(struct.pack(">I", len(p)) + p for p in parts)
 
 
-def _unpack(payload: bytes) -> tuple[bytes, dict]:
-    (n,) = struct.unpack(">I", payload[:4])
-    return payload[4 + n :], json.loads(payload[4 : 4 + n])
+def _unpack(payload: bytes) -> tuple[bytes, dict, list[bytes]]:
+    (count,) = struct.unpack_from(">I", payload, 0)
+    parts, off = [], 4
+    for _ in range(count):
+        (n,) = struct.unpack_from(">I", payload, off)
+        parts.append(payload[off + 4 : off + 4 + n])
+        off += 4 + n
+    return parts[1], json.loads(parts[0]), parts[2:]
 
 
 def seal(
-    crop: bytes, meta: dict, header: RecordHeader, epoch_public_key, suite: str
+    crop: bytes,
+    meta: dict,
+    header: RecordHeader,
+    epoch_public_key,
+    suite: str,
+    attachments: list[bytes] | None = None,
 ) -> SealedRecord:
-    """Encrypt one crop (JPEG bytes) and its metadata for the epoch's private key holder.
+    """Encrypt one crop (JPEG bytes), its metadata and optional attachments (the JPEG frames
+    of a short clip) for the epoch's private key holder.
 
     The caller (vault.keys.SealingKey) has already verified the epoch key's signature and
     validity; this function only does the cryptography.
@@ -100,18 +114,24 @@ def seal(
     aad = header.aad()
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(12)
-    ciphertext = AESGCM(data_key).encrypt(nonce, _pack(crop, meta), aad)
+    ciphertext = AESGCM(data_key).encrypt(nonce, _pack(crop, meta, attachments or []), aad)
     sealed_key = SUITES[suite].encrypt(data_key, epoch_public_key, info=aad)
     return SealedRecord(header, suite, sealed_key, nonce, ciphertext)
 
 
 def open(sealed: SealedRecord, epoch_private_key) -> tuple[bytes, dict]:  # noqa: A001
     """Decrypt a sealed record -> (crop bytes, metadata); IntegrityError on any mismatch."""
+    crop, meta, _ = open_all(sealed, epoch_private_key)
+    return crop, meta
+
+
+def open_all(sealed: SealedRecord, epoch_private_key) -> tuple[bytes, dict, list[bytes]]:
+    """Like open(), also returning the attachments (clip frames) sealed with the crop."""
     aad = sealed.header.aad()
     try:
         data_key = SUITES[sealed.suite].decrypt(sealed.sealed_key, epoch_private_key, info=aad)
         payload = AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, aad)
-    except (InvalidTag, ValueError, TypeError, KeyError) as exc:
+    except (InvalidTag, ValueError, TypeError, KeyError) as exc:  # any failure: not this key
         raise IntegrityError(
             f"record {sealed.header.record_id}: integrity check failed (altered, moved to "
             "another record, or not this epoch's key)"

@@ -129,7 +129,13 @@ class SealingKey:
         start, end = self.cert.window()
         return start <= t < end
 
-    def seal(self, crop: bytes, meta: dict, header: crypto.RecordHeader) -> crypto.SealedRecord:
+    def seal(
+        self,
+        crop: bytes,
+        meta: dict,
+        header: crypto.RecordHeader,
+        attachments: list[bytes] | None = None,
+    ) -> crypto.SealedRecord:
         if header.epoch_id != self.cert.epoch_id:
             raise KeyRefused(f"record is for epoch {header.epoch_id}, key is {self.cert.epoch_id}")
         if not self.covers(header.best_time):
@@ -137,7 +143,7 @@ class SealingKey:
                 f"epoch key {self.cert.epoch_id} is not valid at {_ts(header.best_time)} "
                 f"(valid {self.cert.not_before} .. {self.cert.not_after}): refusing to seal"
             )
-        return crypto.seal(crop, meta, header, self._public, self.cert.suite)
+        return crypto.seal(crop, meta, header, self._public, self.cert.suite, attachments)
 
 
 class CameraKeyring:
