@@ -67,6 +67,8 @@ def run(world, data_dir):
             "--json",
             "--report",
             root / "report",
+            "--preview",
+            root / "preview.mp4",
         ],
         env,
         root,
@@ -128,6 +130,37 @@ def test_each_record_is_the_best_crop_of_its_track(run, world):
         )
         assert meta["frames"] == len(points["points"]) >= 3
     assert (root / "report" / "quality.png").stat().st_size > 10_000
+
+
+def test_preview_shows_every_sealed_face_pixelated(run, world, data_dir):
+    root, _ = world
+    _, opened, clip = run
+    prev, orig = cv2.VideoCapture(str(root / "preview.mp4")), cv2.VideoCapture(str(clip))
+    frames_p, frames_o = [], []
+    while True:
+        ok_p, fp = prev.read()
+        ok_o, fo = orig.read()
+        if not (ok_p and ok_o):
+            break
+        frames_p.append(fp)
+        frames_o.append(fo)
+    assert len(frames_p) == 105 and frames_p[0].shape[1] == 960
+
+    def detail(img, region):  # high-pass of the gray image inside a region
+        g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64)
+        return (g - cv2.GaussianBlur(g, (0, 0), 1.5))[region].ravel()
+
+    big = [m for _, m, _ in opened.values() if m["box"][2] - m["box"][0] >= 40]
+    assert len(big) >= 3
+    for meta in big:  # faces 40+ px wide: enough detail to tell whether it survived
+        x1, y1, x2, y2 = (int(v) // 2 for v in meta["box"])  # preview is half size
+        face = (slice(y1 + 3, y2 - 3), slice(x1 + 3, x2 - 3))  # inside the drawn frame
+        above = (slice(max(0, y1 - 80), max(10, y1 - 40)), slice(x1, x2))  # background
+        fo = cv2.resize(frames_o[meta["best_frame"]], (960, 540), interpolation=cv2.INTER_AREA)
+        fp = frames_p[meta["best_frame"]]
+        face_corr = np.corrcoef(detail(fo, face), detail(fp, face))[0, 1]
+        back_corr = np.corrcoef(detail(fo, above), detail(fp, above))[0, 1]
+        assert face_corr < 0.3 < back_corr  # the face detail is gone, the rest is kept
 
 
 def test_nothing_plaintext_on_disk(run, world):
