@@ -434,6 +434,7 @@ def db_upgrade(revision: str = "head") -> None:
     from vault.db import upgrade
 
     upgrade(get_settings().database_url, revision)
+    typer.echo(f"{get_settings().database_url}: upgraded to {revision}")
 
 
 @db_app.command("downgrade")
@@ -442,6 +443,7 @@ def db_downgrade(revision: str = "base") -> None:
     from vault.db import downgrade
 
     downgrade(get_settings().database_url, revision)
+    typer.echo(f"{get_settings().database_url}: downgraded to {revision}")
 
 
 def main() -> None:
