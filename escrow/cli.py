@@ -26,6 +26,8 @@ vae_app = typer.Typer(help="The face-quality VAE.", no_args_is_help=True)
 app.add_typer(vae_app, name="vae")
 keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(help="The vault's SQL index (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -426,6 +428,26 @@ def keys_export_camera(
         raise UserError(str(exc)) from exc
     out.write_text(json.dumps(ring, indent=1))
     typer.echo(f"wrote {out}: {len(ring['epochs'])} signed epoch public keys, no private key")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[
+        str | None, typer.Option(help="A head hash recorded earlier: also catches cut tails.")
+    ] = None,
+) -> None:
+    """Check every link of the audit trail; exit 1 at the first broken one."""
+    from vault import audit
+    from vault.db import make_engine, session_factory
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        v = audit.verify(session_factory(engine), expect_head)
+    finally:
+        engine.dispose()
+    if not v.ok:
+        raise UserError(f"audit trail BROKEN at entry {v.broken_at}: {v.reason}", code=1)
+    typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
 
 
 @db_app.command("upgrade")

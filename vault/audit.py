@@ -1,0 +1,105 @@
+"""The append-only, hash-chained audit trail.
+
+Entry n carries hash_n = SHA-256(hash_{n-1} || canonical(n, time, actor, action, detail)).
+Ids are explicit and consecutive, so editing, deleting, inserting or reordering entries breaks
+a link that `verify` reports. Appends happen inside the caller's transaction: if the entry
+cannot be written, the action it records fails with it (fail closed). Concurrent appenders are
+serialised by a transaction-scoped advisory lock on PostgreSQL and by the primary key
+everywhere (a loser retries on the new head).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vault.models import AuditEntry
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x6B66_6573  # "kfes"
+
+
+def _ts(d: datetime) -> str:
+    d = d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    return d.isoformat(timespec="microseconds")
+
+
+def entry_hash(prev_hash: str, n: int, at: datetime, actor: str, action: str, detail: str) -> str:
+    body = json.dumps([n, _ts(at), actor, action, detail], separators=(",", ":"))
+    return hashlib.sha256(prev_hash.encode() + b"\x00" + body.encode()).hexdigest()
+
+
+def append(s: Session, actor: str, action: str, detail: dict, now: datetime) -> AuditEntry:
+    """Add an entry in the caller's transaction (flushes, so a conflict surfaces here)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    head = s.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).scalar()
+    n = (head.id + 1) if head else 1
+    prev = head.hash if head else GENESIS
+    body = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+    e = AuditEntry(
+        id=n,
+        at=now,
+        actor=actor,
+        action=action,
+        detail=body,
+        prev_hash=prev,
+        hash=entry_hash(prev, n, now, actor, action, body),
+    )
+    s.add(e)
+    s.flush()
+    return e
+
+
+def record(
+    factory: sessionmaker[Session],
+    actor: str,
+    action: str,
+    detail: dict,
+    now: datetime,
+    attempts: int = 20,
+) -> int:
+    """Append one entry in its own transaction, retrying if another writer got there first."""
+    for _ in range(attempts):
+        try:
+            with factory.begin() as s:
+                return append(s, actor, action, detail, now).id
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not append to the audit trail (contention)")
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    entries: int
+    head: str
+    broken_at: int | None = None
+    reason: str = ""
+
+
+def verify(factory: sessionmaker[Session], expect_head: str | None = None) -> Verdict:
+    """Walk the chain from the start; report the first broken link. Deleting entries at the
+    end leaves a shorter but valid chain: pass a head hash recorded earlier (printed by
+    `escrow audit verify`, kept by an auditor) to detect that too."""
+    prev_hash, expected, count, seen_head = GENESIS, 1, 0, expect_head is None
+    with factory() as s:
+        for e in s.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars():
+            count += 1
+            if e.id != expected:
+                return Verdict(False, count, prev_hash, expected, f"entry {expected} is missing")
+            if e.prev_hash != prev_hash:
+                return Verdict(False, count, prev_hash, e.id, "does not link to the entry before")
+            if e.hash != entry_hash(prev_hash, e.id, e.at, e.actor, e.action, e.detail):
+                return Verdict(False, count, prev_hash, e.id, "content does not match its hash")
+            prev_hash, expected = e.hash, expected + 1
+            seen_head = seen_head or e.hash == expect_head
+    if not seen_head:
+        return Verdict(False, count, prev_hash, expected, "entries at the end were removed")
+    return Verdict(True, count, prev_hash)
