@@ -26,6 +26,8 @@ vae_app = typer.Typer(help="The face-quality VAE.", no_args_is_help=True)
 app.add_typer(vae_app, name="vae")
 keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+tokens_app = typer.Typer(help="API bearer tokens (one role each).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(help="The vault's SQL index (Alembic migrations).", no_args_is_help=True)
@@ -428,6 +430,53 @@ def keys_export_camera(
         raise UserError(str(exc)) from exc
     out.write_text(json.dumps(ring, indent=1))
     typer.echo(f"wrote {out}: {len(ring['epochs'])} signed epoch public keys, no private key")
+
+
+def _factory():
+    from vault.db import make_engine, session_factory, upgrade
+
+    url = get_settings().database_url
+    upgrade(url)
+    return session_factory(make_engine(url))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option(help="camera, judge, investigator, trustee, auditor, admin")],
+    name: Annotated[str, typer.Option(help="Who or what holds it.")],
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from datetime import UTC, datetime
+
+    from vault import tokens
+
+    try:
+        tid, token = tokens.create(_factory(), role, name, datetime.now(UTC))
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(f"token {tid} ({role}, {name}); shown once, store it now:\n{token}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token at once."""
+    from datetime import UTC, datetime
+
+    from vault import tokens
+
+    if not tokens.revoke(_factory(), token_id, datetime.now(UTC)):
+        raise UserError(f"no active token {token_id}", code=1)
+    typer.echo(f"revoked {token_id}")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """Token ids, roles, names and state (never the tokens)."""
+    from vault import tokens
+
+    for t in tokens.list_tokens(_factory()):
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        typer.echo(f"{t.id}  {t.role:<12s} {t.name:<24s} {state}")
 
 
 @audit_app.command("verify")
