@@ -518,11 +518,23 @@ def db_downgrade(revision: str = "base") -> None:
 
 
 def main() -> None:
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     try:
         app()
     except UserError as exc:
         _err(str(exc))
         sys.exit(exc.code)
+    except OperationalError as exc:  # the database is unreachable or refused us
+        _err(f"database error ({get_settings().database_url}): {exc.orig}".strip())
+        sys.exit(5)
+    except ArgumentError as exc:
+        _err(f"bad database URL {get_settings().database_url!r}: {exc}")
+        sys.exit(2)
+    except CommandError as exc:  # alembic: unknown revision and the like
+        _err(f"migration: {exc}")
+        sys.exit(2)
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)

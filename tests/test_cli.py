@@ -126,3 +126,17 @@ def test_demo_seals_one_record_per_sample_person_and_ranks_quality(tmp_path):
     # a second run reuses the authority and the vault
     again = run(["demo"], env=env, cwd=tmp_path)
     assert again.returncode == 0 and "created an escrow authority" not in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "args", "code", "msg"),
+    [
+        ("postgresql+psycopg://nobody@127.0.0.1:1/x", ["tokens", "list"], 5, "database error"),
+        ("notaurl", ["db", "upgrade"], 2, "bad database URL"),
+        (None, ["db", "downgrade", "--revision", "zzz"], 2, "Can't locate revision"),
+    ],
+)
+def test_database_problems_are_one_line_errors(tmp_path, url, args, code, msg):
+    env = {**os.environ, "ESCROW_DATABASE_URL": url or f"sqlite:///{tmp_path / 'v.db'}"}
+    r = run(args, env=env)
+    assert r.returncode == code and msg in r.stderr and "Traceback" not in r.stderr
