@@ -28,6 +28,8 @@ keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True
 app.add_typer(keys_app, name="keys")
 tokens_app = typer.Typer(help="API bearer tokens (one role each).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+policy_app = typer.Typer(help="Retention and access policies.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 db_app = typer.Typer(help="The vault's SQL index (Alembic migrations).", no_args_is_help=True)
@@ -477,6 +479,22 @@ def tokens_list() -> None:
     for t in tokens.list_tokens(_factory()):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         typer.echo(f"{t.id}  {t.role:<12s} {t.name:<24s} {state}")
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[
+        Path | None, typer.Argument(help="Policy TOML (default: the shipped one).")
+    ] = None,
+) -> None:
+    """Validate a policy file and print the effective policy."""
+    from policies.model import PolicyError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(json.dumps(policy.effective(), indent=1))
 
 
 @audit_app.command("verify")

@@ -3,6 +3,7 @@ together, so a record never exists without its ciphertext or the other way round
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vault.crypto import RecordHeader, SealedRecord
-from vault.keys import EpochCertificate, _unb64
+from vault.keys import EpochCertificate
 from vault.models import Camera, KeyEpoch, SealedRecordRow
 
 
@@ -35,8 +36,8 @@ def register_epochs(session: Session, certs: list[EpochCertificate]) -> int:
                     suite=c.suite,
                     not_before=start,
                     not_after=end,
-                    public_key=_unb64(c.public_key),
-                    signature=_unb64(c.signature),
+                    public_key=base64.b64decode(c.public_key),
+                    signature=base64.b64decode(c.signature),
                 )
             )
             new += 1
