@@ -481,6 +481,35 @@ def tokens_list() -> None:
         typer.echo(f"{t.id}  {t.role:<12s} {t.name:<24s} {state}")
 
 
+@app.command()
+def sweep(
+    once: Annotated[bool, typer.Option("--once", help="One sweep now, then exit.")] = False,
+    policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: shipped).")] = None,
+) -> None:
+    """Erase expired records not on legal hold; destroy keys of emptied, ended epochs."""
+    from datetime import UTC, datetime
+
+    from policies.model import PolicyError, load_policy
+    from vault.db import make_engine, upgrade
+    from vault.keys import KeyStore
+    from vault.retention import sweep as run_sweep
+
+    if not once:
+        raise UserError("only --once is available yet (the scheduled sweeper is issue 7)")
+    try:
+        pol = load_policy(policy)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    st = get_settings()
+    upgrade(st.database_url)
+    engine = make_engine(st.database_url)
+    try:
+        result = run_sweep(engine, KeyStore(st.keys_dir), datetime.now(UTC), pol.sweep.batch)
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(result.summary()))
+
+
 @policy_app.command("check")
 def policy_check(
     file: Annotated[

@@ -1,0 +1,135 @@
+"""The retention sweep with a fake clock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from vault import audit, crypto, store
+from vault.db import make_engine, session_factory
+from vault.keys import CameraKeyring, KeyStore, KeyStoreError
+from vault.models import KeyEpoch, SealedRecordRow
+from vault.retention import sweep
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # day 1 of the epochs
+
+
+@pytest.fixture
+def world(db_url, tmp_path):
+    ks = KeyStore(tmp_path / "keys")
+    ks.init(T0, epochs_ahead=3, dev=True)
+    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring()))
+    ring = CameraKeyring.load(tmp_path / "ring.json")
+    eng = make_engine(db_url)
+    factory = session_factory(eng)
+    with factory.begin() as s:
+        store.register_epochs(s, ks.certificates())
+
+    def add(t: datetime, keep: timedelta, payload: bytes = b"\xff\xd8\xff" + b"x" * 500):
+        key = ring.key_for(t)
+        h = crypto.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, t, t, t)
+        sealed = key.seal(payload, {}, h)
+        store.put(factory, [(sealed, 1, 1.0)], t, t + keep)
+        return sealed
+
+    yield ks, eng, factory, add
+    eng.dispose()
+
+
+def ids(factory):
+    with factory() as s:
+        return set(s.scalars(sa.select(SealedRecordRow.id)))
+
+
+def test_expired_go_held_stay_until_released(world):
+    ks, eng, factory, add = world
+    a = add(T0, timedelta(hours=1))
+    b = add(T0 + timedelta(minutes=5), timedelta(hours=1))
+    c = add(T0 + timedelta(minutes=10), timedelta(hours=48))
+    with factory.begin() as s:
+        s.get(SealedRecordRow, b.header.record_id).legal_hold = True
+    r = sweep(eng, ks, T0 + timedelta(hours=2))
+    assert r.erased == [a.header.record_id] and r.held_expired == 1
+    assert ids(factory) == {b.header.record_id, c.header.record_id}
+    with factory.begin() as s:  # the warrant's hold ends
+        s.get(SealedRecordRow, b.header.record_id).legal_hold = False
+    r = sweep(eng, ks, T0 + timedelta(hours=3))
+    assert r.erased == [b.header.record_id]
+    assert audit.verify(factory).ok and audit.verify(factory).entries == 2
+
+
+def test_epoch_key_destroyed_only_with_its_last_record_and_after_it_ended(world):
+    ks, eng, factory, add = world
+    day1 = add(T0, timedelta(hours=1))
+    late = add(T0 + timedelta(hours=5), timedelta(hours=30))  # same epoch, kept longer
+    epoch = day1.header.epoch_id
+    r = sweep(eng, ks, T0 + timedelta(hours=2))  # epoch still running, one record left
+    assert r.shredded == [] and ks.epoch_private_key(ks.master_from(), epoch)
+    r = sweep(eng, ks, T0 + timedelta(hours=20))  # epoch over, but `late` remains
+    assert r.shredded == []
+    r = sweep(eng, ks, T0 + timedelta(hours=40))
+    assert r.erased == [late.header.record_id] and epoch in r.shredded
+    with pytest.raises(KeyStoreError, match="destroyed"):
+        ks.epoch_private_key(ks.master_from(), epoch)
+    with factory() as s:
+        assert s.get(KeyEpoch, epoch).destroyed_at is not None
+    assert sweep(eng, ks, T0 + timedelta(hours=41)).shredded == []  # once only
+
+
+def test_batches(world):
+    ks, eng, factory, add = world
+    for i in range(25):
+        add(T0 + timedelta(seconds=i), timedelta(hours=1))
+    r = sweep(eng, ks, T0 + timedelta(hours=2), batch=10)
+    assert len(r.erased) == 25 and ids(factory) == set()
+    assert audit.verify(factory).entries == 3  # one audit entry per batch of 10, 10, 5
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a file-level check
+def test_no_bytes_of_an_erased_record_remain_in_the_sqlite_file(tmp_path, world):
+    ks, eng, factory, add = world
+    gone = [add(T0, timedelta(hours=1), b"\xff\xd8\xff" + bytes([i]) * 3000) for i in range(5)]
+    kept = add(T0, timedelta(hours=99))
+    sweep(eng, ks, T0 + timedelta(hours=2))
+    eng.dispose()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("vault.db*"))
+    for sealed in gone:
+        for i in range(0, len(sealed.ciphertext) - 32, 64):
+            assert sealed.ciphertext[i : i + 32] not in raw
+    assert kept.ciphertext[:32] in raw  # the scan can see what is still there
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # its advisory lock
+def test_two_sweepers_do_not_both_act(world):
+    ks, eng, factory, add = world
+    add(T0, timedelta(hours=1))
+    with eng.connect() as other:  # another sweeper holds the lock
+        other.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": 0x6B667377})
+        r = sweep(eng, ks, T0 + timedelta(hours=2))
+        assert r.skipped and r.erased == []
+        other.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": 0x6B667377})
+        other.commit()
+    assert len(sweep(eng, ks, T0 + timedelta(hours=2)).erased) == 1
+
+
+def test_sweep_once_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'v.db'}",
+        "ESCROW_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    cmd = [sys.executable, "-m", "escrow.cli", "sweep", "--once"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and json.loads(r.stdout)["erased"] == 0
+    bad = tmp_path / "p.toml"
+    bad.write_text("[sweep]\nbatch = 0")
+    r = subprocess.run([*cmd, "--policy", str(bad)], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "sweep.batch" in r.stderr

@@ -1,0 +1,114 @@
+"""The retention sweep: erase expired records not on legal hold, in batches, and destroy the
+key of every ended epoch that no longer has a record (crypto-shredding).
+
+Only one sweeper acts at a time on PostgreSQL (a session-level advisory lock: a second one
+returns `skipped`). Rows an opening has locked are skipped (`FOR UPDATE SKIP LOCKED`) and
+left for the next run. Every batch writes its own audit entry in the same transaction as the
+deletion, so nothing is erased unrecorded. On SQLite, deleted pages are zeroed
+(`secure_delete`), the WAL is truncated and the file vacuumed, so erased bytes do not linger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from vault import audit
+from vault.keys import KeyStore
+from vault.models import KeyEpoch, SealedRecordRow
+
+_SWEEP_LOCK = 0x6B66_7377  # "kfsw"
+
+
+@dataclass
+class SweepResult:
+    skipped: bool = False
+    erased: list[str] = field(default_factory=list)
+    held_expired: int = 0
+    shredded: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "skipped": self.skipped,
+            "erased": len(self.erased),
+            "held_expired": self.held_expired,
+            "shredded_epochs": self.shredded,
+        }
+
+
+def _erase_batch(factory: sessionmaker[Session], now: datetime, batch: int) -> list[str]:
+    with factory.begin() as s:
+        q = (
+            select(SealedRecordRow)
+            .where(SealedRecordRow.expires <= now, SealedRecordRow.legal_hold.is_(False))
+            .order_by(SealedRecordRow.expires)
+            .limit(batch)
+        )
+        if s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows = list(s.scalars(q))
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        for r in rows:
+            s.delete(r)
+        audit.append(s, "retention-sweeper", "sweep.erase", {"records": ids}, now)
+        return ids
+
+
+def _shred_empty_epochs(
+    factory: sessionmaker[Session], keystore: KeyStore, now: datetime
+) -> list[str]:
+    shredded = []
+    with factory.begin() as s:
+        remaining = select(func.count()).where(SealedRecordRow.epoch_id == KeyEpoch.id)
+        epochs = s.scalars(
+            select(KeyEpoch).where(
+                KeyEpoch.destroyed_at.is_(None),
+                KeyEpoch.not_after <= now,
+                remaining.scalar_subquery() == 0,
+            )
+        ).all()
+        for e in epochs:
+            keystore.shred(e.id)
+            e.destroyed_at = now
+            shredded.append(e.id)
+        if shredded:
+            audit.append(s, "retention-sweeper", "sweep.shred", {"epochs": shredded}, now)
+    return shredded
+
+
+def sweep(engine: Engine, keystore: KeyStore, now: datetime, batch: int = 1000) -> SweepResult:
+    factory = sessionmaker(engine, expire_on_commit=False)
+    result = SweepResult()
+    pg = engine.dialect.name == "postgresql"
+    with engine.connect() as lock_conn:
+        if pg:
+            got = lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SWEEP_LOCK})
+            if not got.scalar():
+                result.skipped = True
+                return result
+        try:
+            while ids := _erase_batch(factory, now, batch):
+                result.erased += ids
+            result.shredded = _shred_empty_epochs(factory, keystore, now)
+            with factory() as s:
+                result.held_expired = s.scalar(
+                    select(func.count()).where(
+                        SealedRecordRow.expires <= now, SealedRecordRow.legal_hold.is_(True)
+                    )
+                )
+        finally:
+            if pg:
+                lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
+                lock_conn.commit()
+    if result.erased and engine.dialect.name == "sqlite":
+        with engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM")
+    return result
