@@ -306,7 +306,18 @@ def run_capture(
         typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
         sys.stdout.flush()
 
-    cfg = CaptureConfig(camera_id=camera_id, min_track_frames=min_track, clip_seconds=clip_seconds)
+    from policies.model import PolicyError, load_policy
+
+    try:  # how long this camera's records are kept comes from the policy
+        retention = load_policy(get_settings().policy).retention.for_camera(camera_id)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    cfg = CaptureConfig(
+        camera_id=camera_id,
+        min_track_frames=min_track,
+        clip_seconds=clip_seconds,
+        retention=retention,
+    )
     agent = CaptureAgent(
         cfg,
         FrameDetector(detect_width=detect_width),
@@ -484,7 +495,12 @@ def tokens_list() -> None:
 @app.command()
 def sweep(
     once: Annotated[bool, typer.Option("--once", help="One sweep now, then exit.")] = False,
-    policy: Annotated[Path | None, typer.Option(help="Policy TOML (default: shipped).")] = None,
+    daemon: Annotated[
+        bool, typer.Option("--daemon", help="Sweep now, then on the policy's schedule.")
+    ] = False,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML (default: ESCROW_POLICY or shipped).")
+    ] = None,
 ) -> None:
     """Erase expired records not on legal hold; destroy keys of emptied, ended epochs."""
     from datetime import UTC, datetime
@@ -494,20 +510,45 @@ def sweep(
     from vault.keys import KeyStore
     from vault.retention import sweep as run_sweep
 
-    if not once:
-        raise UserError("only --once is available yet (the scheduled sweeper is issue 7)")
+    if once == daemon:
+        raise UserError("say --once or --daemon")
     try:
-        pol = load_policy(policy)
+        pol = load_policy(policy or get_settings().policy)
     except PolicyError as exc:
         raise UserError(str(exc)) from exc
     st = get_settings()
     upgrade(st.database_url)
-    engine = make_engine(st.database_url)
+
+    def one_sweep() -> None:
+        engine = make_engine(st.database_url)
+        try:
+            now = datetime.now(UTC)
+            result = run_sweep(engine, KeyStore(st.keys_dir), now, pol.sweep.batch)
+        finally:
+            engine.dispose()
+        typer.echo(json.dumps({"at": now.isoformat(), **result.summary()}))
+        sys.stdout.flush()
+
+    if once:
+        one_sweep()
+        return
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    sched = BlockingScheduler(timezone="UTC")
+    # The first run is now: whatever fell due while no sweeper ran is caught up at start.
+    sched.add_job(
+        one_sweep,
+        "interval",
+        seconds=pol.sweep.every.total_seconds(),
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+    )
+    typer.echo(f"sweeping every {pol.sweep.every}; Ctrl-C to stop", err=True)
     try:
-        result = run_sweep(engine, KeyStore(st.keys_dir), datetime.now(UTC), pol.sweep.batch)
-    finally:
-        engine.dispose()
-    typer.echo(json.dumps(result.summary()))
+        sched.start()
+    except (KeyboardInterrupt, SystemExit):
+        sched.shutdown(wait=False)
 
 
 @policy_app.command("check")

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # The camera's public keyring (escrow keys export-camera);
     # None: camera-keyring.json beside the key store.
     camera_keyring: Path | None = None
+    # The policy file (retention, epochs, k-of-n, sweeps); None: policies/default.toml.
+    policy: Path | None = None
     # Torch intra-op threads; None leaves torch's default.
     threads: int | None = None
 

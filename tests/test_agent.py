@@ -139,3 +139,20 @@ def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
     assert len(clip) == 7 and clip[3] == crop  # the best crop, in the middle of its clip
     assert len(set(clip)) == 7
     assert agent.clips.pop(1) == ([], [])  # nothing left buffered once sealed
+
+
+def test_records_expire_after_the_cameras_retention(vault):
+    ks, ring, factory = vault
+    script = {i: [(100, 100, 50.0)] for i in range(5)}
+    src = ScriptedSource(script, 5)
+    now = T0 + timedelta(minutes=1)
+    cfg = CaptureConfig("cam", retention=timedelta(hours=24))
+    agent = CaptureAgent(
+        cfg, ScriptedDetector(src), QualityFromPixel(), ring, factory, clock=lambda: now
+    )
+    summary = agent.run(src)
+    from vault.models import SealedRecordRow
+
+    with factory() as s:
+        row = s.get(SealedRecordRow, summary.record_ids[0])
+        assert store._utc(row.expires) == now + timedelta(hours=24)
