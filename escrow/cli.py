@@ -28,6 +28,8 @@ keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True
 app.add_typer(keys_app, name="keys")
 tokens_app = typer.Typer(help="API bearer tokens (one role each).", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+retention_app = typer.Typer(help="Retention reports.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 policy_app = typer.Typer(help="Retention and access policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
@@ -549,6 +551,16 @@ def sweep(
         sched.start()
     except (KeyboardInterrupt, SystemExit):
         sched.shutdown(wait=False)
+
+
+@retention_app.command("report")
+def retention_report() -> None:
+    """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
+    from datetime import UTC, datetime
+
+    from vault.retention import report
+
+    typer.echo(json.dumps(report(_factory(), datetime.now(UTC)), indent=1))
 
 
 @policy_app.command("check")

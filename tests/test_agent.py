@@ -155,4 +155,4 @@ def test_records_expire_after_the_cameras_retention(vault):
 
     with factory() as s:
         row = s.get(SealedRecordRow, summary.record_ids[0])
-        assert store._utc(row.expires) == now + timedelta(hours=24)
+        assert store.as_utc(row.expires) == now + timedelta(hours=24)

@@ -185,3 +185,20 @@ def test_daemon_catches_up_at_start_and_keeps_sweeping(world, db_url, tmp_path):
     p.wait(timeout=30)
     assert json.loads(line)["erased"] == 1
     assert h.record_id not in ids(factory)
+
+
+def test_retention_report(world):
+    from vault.retention import report
+
+    ks, eng, factory, add = world
+    a = add(T0, timedelta(hours=1))
+    b = add(T0, timedelta(hours=1))
+    with factory.begin() as s:
+        s.get(SealedRecordRow, b.header.record_id).legal_hold = True
+    sweep(eng, ks, T0 + timedelta(days=2))
+    r = report(factory, T0 + timedelta(days=2))
+    assert r["erased_records"] == 1 and r["erasures"][0]["records"] == [a.header.record_id]
+    assert r["held_past_expiry"][0]["records"] == 1
+    gone = {e for d in r["destroyed_epoch_keys"] for e in d["epochs"]}
+    assert b.header.epoch_id not in gone  # b still keeps its epoch's key alive
+    assert all(d["at"].endswith("+00:00") for d in r["erasures"])

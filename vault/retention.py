@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vault import audit
 from vault.keys import KeyStore
 from vault.models import KeyEpoch, SealedRecordRow
+from vault.store import as_utc
 
 _SWEEP_LOCK = 0x6B66_7377  # "kfsw"
 
@@ -112,3 +113,59 @@ def sweep(engine: Engine, keystore: KeyStore, now: datetime, batch: int = 1000) 
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM")
     return result
+
+
+def report(factory: sessionmaker[Session], now: datetime) -> dict:
+    """For a data-protection officer: what was erased when (from the audit trail), which
+    epoch keys were destroyed, and what is held now past its expiry."""
+    import json
+
+    from vault.models import AuditEntry
+
+    with factory() as s:
+        entries = s.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action.in_(("sweep.erase", "sweep.shred")))
+            .order_by(AuditEntry.id)
+        ).all()
+        held = s.execute(
+            select(
+                SealedRecordRow.camera_id,
+                func.count(),
+                func.min(SealedRecordRow.expires),
+            )
+            .where(SealedRecordRow.legal_hold.is_(True), SealedRecordRow.expires <= now)
+            .group_by(SealedRecordRow.camera_id)
+        ).all()
+    erased = [
+        {
+            "at": as_utc(e.at).isoformat(),
+            "audit_entry": e.id,
+            "records": json.loads(e.detail)["records"],
+        }
+        for e in entries
+        if e.action == "sweep.erase"
+    ]
+    shredded = [
+        {
+            "at": as_utc(e.at).isoformat(),
+            "audit_entry": e.id,
+            "epochs": json.loads(e.detail)["epochs"],
+        }
+        for e in entries
+        if e.action == "sweep.shred"
+    ]
+    return {
+        "erased_records": sum(len(b["records"]) for b in erased),
+        "erasures": erased,
+        "destroyed_epoch_keys": shredded,
+        "held_past_expiry": [
+            {
+                "camera": cam,
+                "records": n,
+                "oldest_expiry": as_utc(oldest).isoformat(),
+                "reason": "legal hold",
+            }
+            for cam, n, oldest in held
+        ],
+    }

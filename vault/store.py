@@ -19,7 +19,7 @@ class StoreError(Exception):
     pass
 
 
-def _utc(d: datetime) -> datetime:
+def as_utc(d: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored here is UTC."""
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
 
@@ -79,9 +79,9 @@ def sealed_from_row(row: SealedRecordRow) -> SealedRecord:
         row.id,
         row.camera_id,
         row.epoch_id,
-        _utc(row.first_seen),
-        _utc(row.last_seen),
-        _utc(row.best_time),
+        as_utc(row.first_seen),
+        as_utc(row.last_seen),
+        as_utc(row.best_time),
         row.format_version,
     )
     if hashlib.sha256(row.ciphertext).hexdigest() != row.ciphertext_sha256:
