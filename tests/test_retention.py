@@ -202,3 +202,21 @@ def test_retention_report(world):
     gone = {e for d in r["destroyed_epoch_keys"] for e in d["epochs"]}
     assert b.header.epoch_id not in gone  # b still keeps its epoch's key alive
     assert all(d["at"].endswith("+00:00") for d in r["erasures"])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # copies the database file
+def test_backup_from_before_a_sweep_cannot_open_the_shredded_epoch(world, tmp_path):
+    import shutil
+
+    ks, eng, factory, add = world
+    sealed = [add(T0 + timedelta(minutes=i), timedelta(hours=1)) for i in range(3)]
+    eng.dispose()
+    shutil.copy(tmp_path / "vault.db", tmp_path / "backup.db")
+    r = sweep(eng, ks, T0 + timedelta(days=2))
+    assert sealed[0].header.epoch_id in r.shredded
+    backup = session_factory(make_engine(f"sqlite:///{tmp_path / 'backup.db'}"))
+    master = ks.master_from()
+    for s in sealed:
+        old = store.get(backup, s.header.record_id)  # still in the backup...
+        with pytest.raises(KeyStoreError, match="destroyed"):  # ...and unopenable
+            crypto.open(old, ks.epoch_private_key(master, old.header.epoch_id))
