@@ -1,0 +1,3 @@
+from escrow.cli import main
+
+main()

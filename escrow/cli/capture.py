@@ -1,0 +1,220 @@
+"""The camera side: `escrow capture` and `escrow demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from escrow.cli.app import (
+    UserError,
+    app,
+    camera_keyring_path,
+    load_scorer,
+    need_detector,
+    setup_torch,
+)
+from escrow.settings import get_settings
+
+
+def run_capture(
+    source_spec: str,
+    camera_id: str,
+    keyring: Path | None,
+    detect_width: int,
+    min_track: int,
+    preview: Path | None,
+    report: Path | None,
+    progress: bool,
+    events: bool = False,
+    clip_seconds: float = 0.0,
+):
+    """Shared by `capture` and `demo`: returns (summary, histories)."""
+    from tqdm import tqdm
+
+    from escrow.agent import CaptureAgent, CaptureConfig
+    from escrow.detect import FrameDetector
+    from escrow.sources import Source, SourceError
+    from vault.db import make_engine, session_factory, upgrade
+    from vault.keys import CameraKeyring, KeyRefused, KeyStoreError
+
+    ring_path = keyring or camera_keyring_path()
+    if not ring_path.exists():
+        raise UserError(
+            f"no camera keyring at {ring_path}: run `escrow keys init` and "
+            "`escrow keys export-camera FILE`, then pass --keyring FILE"
+        )
+    try:
+        ring = CameraKeyring.load(ring_path)
+        source = Source(source_spec, log=lambda m: typer.echo(m, err=True))
+    except (KeyStoreError, SourceError) as exc:
+        raise UserError(str(exc)) from exc
+    url = get_settings().database_url
+    upgrade(url)
+    engine = make_engine(url)
+    writer = None
+    if preview is not None:
+        from escrow.preview import PreviewWriter
+
+        writer = PreviewWriter(preview, source.fps)
+    bar = tqdm(total=source.status.frames_expected, unit="frame", disable=not progress)
+
+    def on_frame(frame, faces, summary):
+        if writer:
+            writer.write(frame.bgr, faces)
+        bar.update(1)
+        bar.set_postfix(live=len(agent.tracker.tracks), sealed=summary.records)
+
+    def on_sealed(record_id, meta):  # called after the record's transaction committed
+        typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
+        sys.stdout.flush()
+
+    from policies.model import PolicyError, load_policy
+
+    try:  # how long this camera's records are kept comes from the policy
+        retention = load_policy(get_settings().policy).retention.for_camera(camera_id)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    cfg = CaptureConfig(
+        camera_id=camera_id,
+        min_track_frames=min_track,
+        clip_seconds=clip_seconds,
+        retention=retention,
+    )
+    agent = CaptureAgent(
+        cfg,
+        FrameDetector(detect_width=detect_width),
+        load_scorer(None, 10),
+        ring,
+        session_factory(engine),
+        on_frame=on_frame,
+        on_sealed=on_sealed if events else None,
+    )
+    try:
+        summary = agent.run(source)
+    except KeyRefused as exc:
+        raise UserError(f"capture stopped: {exc}", code=4) from exc
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+        engine.dispose()
+    if report is not None:
+        from escrow.report import write_report
+
+        write_report(agent.histories, report)
+    return summary, agent.histories
+
+
+@app.command()
+def capture(
+    source: Annotated[str, typer.Argument(help="Video file, frame folder, camera index or URL.")],
+    camera_id: Annotated[str, typer.Option("--camera-id", help="This camera's id.")],
+    keyring: Annotated[Path | None, typer.Option(help="Camera keyring (public keys).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    detect_width: Annotated[int, typer.Option(min=64, help="Detect on frames this wide.")] = 960,
+    min_track: Annotated[int, typer.Option(min=1, help="Shorter tracks are noise.")] = 3,
+    preview: Annotated[Path | None, typer.Option(help="Anonymised preview video.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Per-track quality report folder.")] = None,
+    events: Annotated[
+        bool, typer.Option("--events", help="Print a JSON line as each record is stored.")
+    ] = False,
+    clip_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Also seal S seconds of the track around its best crop.")
+    ] = 0.0,
+) -> None:
+    """Keep one sealed best-quality face crop per person who passes; nothing else."""
+    need_detector()
+    setup_torch()
+    summary, _ = run_capture(
+        source,
+        camera_id,
+        keyring,
+        detect_width,
+        min_track,
+        preview,
+        report,
+        not (as_json or events),
+        events,
+        clip_seconds,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary.public()))
+    else:
+        typer.echo(
+            f"{summary.frames} frames, {summary.fps} fps: {summary.tracks} tracks, "
+            f"{summary.records} records sealed, {summary.dropped_short} short tracks dropped"
+        )
+    if summary.truncated:
+        raise UserError(
+            f"the video ended early (corrupt or truncated) after {summary.frames} frames; "
+            f"the {summary.records} records from before that point are stored",
+            code=3,
+        )
+
+
+@app.command()
+def demo(
+    source: Annotated[
+        str | None, typer.Option(help="Run on this video instead of the built-in sample.")
+    ] = None,
+) -> None:
+    """The whole camera side on embedded defaults: keys (development mode) and a SQLite
+    vault if absent, then capture on a sample that needs nothing from outside the checkout."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from escrow.sample import sample_face_table, write_sample_video
+    from vault.db import make_engine, session_factory
+    from vault.keys import KeyStore
+    from vault.models import SealedRecordRow
+
+    need_detector()
+    setup_torch()
+    st = get_settings()
+    ks = KeyStore(st.keys_dir)
+    if not ks.exists():
+        ks.init(datetime.now(UTC), dev=True)
+        typer.echo(
+            f"created an escrow authority in {ks.root} (DEVELOPMENT MODE: master key in a file)"
+        )
+    ring = camera_keyring_path()
+    ks.add_epochs(ks.master_from(), datetime.now(UTC), 7) if ks.info()[
+        "mode"
+    ] == "development" else None
+    ring.write_text(json.dumps(ks.camera_keyring(), indent=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = source
+        if spec is None:
+            spec = str(Path(tmp) / "astronaut-walk.mp4")
+            write_sample_video(spec)
+            typer.echo("sample: two people (the scikit-image astronaut photo) crossing a street")
+        summary, histories = run_capture(spec, "demo-cam", ring, 960, 3, None, None, False)
+    typer.echo(
+        f"{summary.frames} frames at {summary.fps} fps: {summary.faces_detected} faces in "
+        f"{summary.tracks} tracks -> {summary.records} sealed records "
+        f"({summary.dropped_short} short tracks dropped) in {st.database_url}"
+    )
+    engine = make_engine(st.database_url)
+    with session_factory(engine)() as s:
+        rows = s.scalars(
+            select(SealedRecordRow).where(SealedRecordRow.id.in_(summary.record_ids))
+        ).all()
+    engine.dispose()
+    typer.echo(f"\n  {'record':<36s} {'track':>5s} {'frames':>6s} {'quality':>9s}  epoch  (sealed)")
+    for r in sorted(rows, key=lambda r: r.track_id):
+        typer.echo(
+            f"  {r.id:<36s} {r.track_id:>5d} {len(histories.get(r.track_id, [])):>6d} "
+            f"{r.quality:>9.1f}  {r.epoch_id}  {len(r.ciphertext)} bytes"
+        )
+    typer.echo("\nThe crops are sealed to the epoch keys; this machine cannot show them.")
+    typer.echo("Quality of the sample face, degraded copies of it, and two crops that are not")
+    typer.echo("faces (log RP = the paper's log reconstruction probability, before the floor):")
+    typer.echo(f"\n  {'crop':<28s} {'quality':>10s} {'log RP':>10s}")
+    for name, quality, log_rp in sample_face_table(load_scorer(None, 10)):
+        typer.echo(f"  {name:<28s} {quality:10.1f} {log_rp:10.1f}")
