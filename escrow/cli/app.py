@@ -14,20 +14,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-vae_app = typer.Typer(help="The face-quality VAE.", no_args_is_help=True)
-app.add_typer(vae_app, name="vae")
-keys_app = typer.Typer(help="The escrow authority's keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-tokens_app = typer.Typer(help="API bearer tokens (one role each).", no_args_is_help=True)
-app.add_typer(tokens_app, name="tokens")
-retention_app = typer.Typer(help="Retention reports.", no_args_is_help=True)
-app.add_typer(retention_app, name="retention")
-policy_app = typer.Typer(help="Retention and access policies.", no_args_is_help=True)
-app.add_typer(policy_app, name="policy")
-audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
-db_app = typer.Typer(help="The vault's SQL index (Alembic migrations).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    sub = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+vae_app = _group("vae", "The face-quality VAE.")
+keys_app = _group("keys", "The escrow authority's keys.")
+tokens_app = _group("tokens", "API bearer tokens (one role each).")
+retention_app = _group("retention", "Retention reports.")
+policy_app = _group("policy", "Retention and access policies.")
+audit_app = _group("audit", "The hash-chained audit trail.")
+db_app = _group("db", "The vault's SQL index (Alembic migrations).")
 
 
 class UserError(Exception):
