@@ -46,6 +46,7 @@ class CaptureSummary:
     faces_detected: int = 0
     record_ids: list[str] = field(default_factory=list)
     truncated: bool = False
+    stopped: bool = False  # a stop was requested (SIGINT/SIGTERM): live tracks were sealed
 
     def public(self) -> dict:
         return {
@@ -81,6 +82,12 @@ class CaptureAgent:
         self.on_frame, self.on_sealed = on_frame, on_sealed
         self.histories: dict[int, list[tuple[int, float, float]]] = {}  # frame, t, quality
         self.clips: ClipBuffers | None = None
+        self._stop = False
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after the current frame, sealing every live track: safe to
+        call from a signal handler (nothing is interrupted half-way through a seal)."""
+        self._stop = True
 
     def _record_id(self, source_key: str, tr: Track) -> str:
         return str(
@@ -159,6 +166,9 @@ class CaptureAgent:
             summary.frames += 1
             if self.on_frame:
                 self.on_frame(frame, list(zip(dets, ids, qualities, strict=True)), summary)
+            if self._stop:
+                summary.stopped = True
+                break
         for tr in self.tracker.finish():
             self._seal_and_store(source_key, tr, summary)
         summary.tracks = len(seen_tracks)

@@ -290,3 +290,39 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(run, worl
         final = [x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))]
     eng.dispose()
     assert sorted(final) == sorted(opened)  # same records as the undisturbed run, once each
+
+
+def test_sigterm_seals_the_live_tracks_before_stopping(run, world, tmp_path):
+    """A camera service being stopped (SIGTERM, or Ctrl-C) finishes the frame, seals every
+    track still live, and exits cleanly: nobody seen so far is lost."""
+    import signal
+
+    root, env = world
+    _, opened, clip = run
+    env = {**env, "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'stopped.db'}"}
+    args = [
+        sys.executable,
+        "-m",
+        "escrow.cli",
+        "capture",
+        str(clip),
+        "--camera-id",
+        "arcade",
+        "--keyring",
+        str(root / "keyring.json"),
+        "--events",
+    ]
+    p = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=root, text=True
+    )
+    first = p.stdout.readline()  # the first track ended and was stored: we are mid-clip
+    p.send_signal(signal.SIGTERM)
+    out, errs = p.communicate(timeout=120)
+    assert p.returncode == 0 and "Traceback" not in errs and "sealing live tracks" in errs
+    reported = {json.loads(ln)["sealed"] for ln in [first, *out.splitlines()] if ln.startswith("{")}
+    eng = make_engine(env["ESCROW_DATABASE_URL"])
+    with eng.connect() as c:
+        stored = {x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))}
+    eng.dispose()
+    assert stored == reported and len(stored) > 1  # live tracks were sealed on the way out
+    assert "frames" in out and "105 frames" not in out  # it did stop early

@@ -13,6 +13,7 @@ from escrow.cli.app import (
     UserError,
     app,
     camera_keyring_path,
+    err,
     load_scorer,
     need_detector,
     setup_torch,
@@ -93,11 +94,21 @@ def run_capture(
         on_frame=on_frame,
         on_sealed=on_sealed if events else None,
     )
+    import signal
+
+    def stop(signum, _frame):  # finish the frame, seal the live tracks, then stop
+        err(f"{signal.Signals(signum).name}: sealing live tracks, then stopping")
+        agent.request_stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = agent.run(source)
     except KeyRefused as exc:
         raise UserError(f"capture stopped: {exc}", code=4) from exc
     finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         bar.close()
         if writer:
             writer.close()
