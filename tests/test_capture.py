@@ -37,6 +37,30 @@ def escrow(args, env, cwd):
     )
 
 
+def stored_ids(url: str) -> list[str]:
+    eng = make_engine(url)
+    with eng.connect() as c:
+        ids = [x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))]
+    eng.dispose()
+    return ids
+
+
+def capture_events_cmd(root: Path, clip: Path) -> list[str]:
+    """`escrow capture` printing a JSON line per stored record, as a camera service runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "escrow.cli",
+        "capture",
+        str(clip),
+        "--camera-id",
+        "arcade",
+        "--keyring",
+        str(root / "keyring.json"),
+        "--events",
+    ]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("camera")
@@ -185,10 +209,7 @@ def test_rerun_on_the_same_input_makes_no_duplicate(run, world):
         root,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    eng = make_engine(env["ESCROW_DATABASE_URL"])
-    with eng.connect() as c:
-        ids = {x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))}
-    eng.dispose()
+    ids = set(stored_ids(env["ESCROW_DATABASE_URL"]))
     assert ids == set(opened)
 
 
@@ -229,10 +250,7 @@ def test_bad_inputs_fail_clearly_and_lose_nothing(run, world, tmp_path):
         ["capture", clip, "--camera-id", "arcade", "--keyring", root / "nope.json"], env, root
     )
     assert r.returncode == 2 and "no camera keyring" in r.stderr
-    eng = make_engine(env["ESCROW_DATABASE_URL"])
-    with eng.connect() as c:
-        ids = {x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))}
-    eng.dispose()
+    ids = set(stored_ids(env["ESCROW_DATABASE_URL"]))
     assert ids == set(opened)  # nothing stored before was lost
 
 
@@ -247,18 +265,7 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(run, worl
     root, env = world
     _, opened, clip = run
     env = {**env, "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'killed.db'}"}
-    args = [
-        sys.executable,
-        "-m",
-        "escrow.cli",
-        "capture",
-        str(clip),
-        "--camera-id",
-        "arcade",
-        "--keyring",
-        str(root / "keyring.json"),
-        "--events",
-    ]
+    args = capture_events_cmd(root, clip)
     reported: set[str] = set()
     rnd = random.Random(7)
     for _ in range(3):
@@ -277,18 +284,12 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(run, worl
         p.send_signal(signal.SIGKILL)
         out, _ = p.communicate()
         reported |= {json.loads(ln)["sealed"] for ln in out.splitlines() if ln.startswith("{")}
-        eng = make_engine(env["ESCROW_DATABASE_URL"])
-        with eng.connect() as c:
-            stored = {x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))}
-        eng.dispose()
+        stored = set(stored_ids(env["ESCROW_DATABASE_URL"]))
         assert reported <= stored  # nothing reported as sealed was lost
     assert reported  # the kills did land after some records were stored
     r = escrow(args[3:], env, root)
     assert r.returncode == 0
-    eng = make_engine(env["ESCROW_DATABASE_URL"])
-    with eng.connect() as c:
-        final = [x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))]
-    eng.dispose()
+    final = stored_ids(env["ESCROW_DATABASE_URL"])
     assert sorted(final) == sorted(opened)  # same records as the undisturbed run, once each
 
 
@@ -300,18 +301,7 @@ def test_sigterm_seals_the_live_tracks_before_stopping(run, world, tmp_path):
     root, env = world
     _, opened, clip = run
     env = {**env, "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'stopped.db'}"}
-    args = [
-        sys.executable,
-        "-m",
-        "escrow.cli",
-        "capture",
-        str(clip),
-        "--camera-id",
-        "arcade",
-        "--keyring",
-        str(root / "keyring.json"),
-        "--events",
-    ]
+    args = capture_events_cmd(root, clip)
     p = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=root, text=True
     )
@@ -320,9 +310,6 @@ def test_sigterm_seals_the_live_tracks_before_stopping(run, world, tmp_path):
     out, errs = p.communicate(timeout=120)
     assert p.returncode == 0 and "Traceback" not in errs and "sealing live tracks" in errs
     reported = {json.loads(ln)["sealed"] for ln in [first, *out.splitlines()] if ln.startswith("{")}
-    eng = make_engine(env["ESCROW_DATABASE_URL"])
-    with eng.connect() as c:
-        stored = {x[0] for x in c.execute(sa.text("SELECT id FROM sealed_records"))}
-    eng.dispose()
+    stored = set(stored_ids(env["ESCROW_DATABASE_URL"]))
     assert stored == reported and len(stored) > 1  # live tracks were sealed on the way out
     assert "frames" in out and "105 frames" not in out  # it did stop early
