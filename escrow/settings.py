@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     camera_keyring: Path | None = None
     # The policy file (retention, epochs, k-of-n, sweeps); None: policies/default.toml.
     policy: Path | None = None
+    # The vault API for the command-line client and for cameras sending records.
+    vault_url: str = "http://127.0.0.1:8750"
+    # The caller's bearer token (printed once by `escrow tokens create`).
+    token: str | None = None
+    # Where `escrow request create` keeps fetch secrets (0600 files) until the fetch.
+    requests_dir: Path = Path.home() / ".local" / "share" / "keyframe-escrow" / "requests"
     # Torch intra-op threads; None leaves torch's default.
     threads: int | None = None
 

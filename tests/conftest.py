@@ -79,3 +79,158 @@ def db_url(request, tmp_path):
     upgrade(url, "head")
     yield url
     downgrade(url, "base")
+
+
+# --- the vault API -------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Injectable UTC time for the API and the sweeper."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, **kw):
+        from datetime import timedelta
+
+        self.t += timedelta(**kw)
+
+
+class ApiVault:
+    """A vault API over `db_url` with a production-mode authority (2 of 3 shares), a fake
+    clock, and one token per role (plus spares) made through the token store."""
+
+    ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
+
+    def __init__(self, db_url, root):
+        from datetime import UTC, datetime
+
+        from fastapi.testclient import TestClient
+
+        from policies.model import load_policy
+        from vault import tokens
+        from vault.api import VaultContext, create_app
+        from vault.db import make_engine
+        from vault.keys import KeyStore
+
+        self.t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        self.clock = FakeClock(self.t0)
+        self.keystore = KeyStore(root / "keys")
+        self.shares = self.keystore.init(self.t0, k=2, n=3, epochs_ahead=3)
+        self.ctx = VaultContext(make_engine(db_url), self.keystore, load_policy(), self.clock)
+        self.app = create_app(self.ctx)
+        self.client = TestClient(self.app)
+        self.tokens: dict[str, str] = {}
+        self.token_ids: dict[str, str] = {}
+        for name, role in [
+            ("cam-1", "camera"),
+            ("cam-2", "camera"),
+            ("Judge Ito", "judge"),
+            ("Det. Vance", "investigator"),
+            ("Det. Okafor", "investigator"),
+            ("Trustee A", "trustee"),
+            ("Trustee B", "trustee"),
+            ("Trustee C", "trustee"),
+            ("Auditor", "auditor"),
+            ("Admin", "admin"),
+        ]:
+            tid, tok = tokens.create(self.ctx.factory, role, name, self.t0)
+            self.tokens[name], self.token_ids[name] = tok, tid
+        self.by_role = {
+            "camera": "cam-1",
+            "judge": "Judge Ito",
+            "investigator": "Det. Vance",
+            "trustee": "Trustee A",
+            "auditor": "Auditor",
+            "admin": "Admin",
+        }
+
+    def h(self, who: str) -> dict:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def call(self, who: str | None, method: str, path: str, **kw):
+        headers = self.h(who) if who else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+    def seal(self, camera: str, best_time, crop: bytes = b"", track: int = 1, quality=-100.0):
+        """A sealed record as a camera makes it (JPEG bytes of a small gray image if no crop)."""
+        import uuid
+        from datetime import timedelta
+
+        import cv2
+        import numpy as np
+
+        from escrow.outbox import to_wire
+        from vault import crypto
+        from vault.keys import CameraKeyring
+
+        if not crop:
+            img = (np.random.default_rng(track).random((48, 48)) * 255).astype(np.uint8)
+            crop = cv2.imencode(".jpg", img)[1].tobytes()
+        ring = CameraKeyring(
+            __import__("base64").b64decode(self.keystore.info()["signing_public_key"]),
+            self.keystore.certificates(),
+        )
+        key = ring.key_for(best_time)
+        header = crypto.RecordHeader(
+            str(uuid.uuid4()),
+            camera,
+            key.cert.epoch_id,
+            best_time - timedelta(seconds=2),
+            best_time + timedelta(seconds=2),
+            best_time,
+        )
+        sealed = key.seal(crop, {"camera_id": camera}, header)
+        return to_wire(sealed, track, quality), crop
+
+    def ingest(self, camera: str, records: list[dict]):
+        return self.call(camera, "POST", "/ingest", json={"records": records})
+
+    def warrant(self, cameras, start, end, **kw):
+        from datetime import timedelta
+
+        body = {
+            "case_ref": kw.pop("case_ref", "CASE-1"),
+            "legal_basis": kw.pop("legal_basis", "Art. 100a StPO"),
+            "cameras": cameras,
+            "window_start": start.isoformat(),
+            "window_end": end.isoformat(),
+            "not_before": kw.pop("not_before", self.clock()).isoformat(),
+            "not_after": kw.pop("not_after", self.clock() + timedelta(days=7)).isoformat(),
+            **kw,
+        }
+        return self.call("Judge Ito", "POST", "/warrants", json=body)
+
+    def request(self, warrant_id, ids, who="Det. Vance"):
+        body = {"warrant_id": warrant_id, "record_ids": ids, "reason": "suspect seen at 14:02"}
+        return self.call(who, "POST", "/requests", json=body)
+
+    def approve(self, trustee: str, request_id: str, share: str, digest: str | None = None):
+        if digest is None:
+            digest = self.call(trustee, "GET", f"/requests/{request_id}").json()["digest"]
+        body = {"share": share, "request_digest": digest}
+        return self.call(trustee, "POST", f"/requests/{request_id}/approvals", json=body)
+
+    def release(self, request_id: str, secret: str, who="Det. Vance"):
+        return self.call(
+            who, "POST", f"/requests/{request_id}/release", json={"fetch_secret": secret}
+        )
+
+    def audit_actions(self) -> list[str]:
+        from sqlalchemy import select
+
+        from vault.models import AuditEntry
+
+        with self.ctx.factory() as s:
+            return list(s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+@pytest.fixture
+def api(db_url, tmp_path):
+    v = ApiVault(db_url, tmp_path)
+    yield v
+    v.client.close()
+    v.ctx.engine.dispose()

@@ -212,6 +212,10 @@ def combine_master(shares: list[str]) -> bytes:
 # --- the authority's key store ------------------------------------------------------------
 
 
+def _share_digest(share: str) -> str:
+    return hashlib.sha256(share.strip().encode()).hexdigest()
+
+
 def _check_value(master: bytes) -> str:
     return hmac.new(master, b"keyframe-escrow master check", hashlib.sha256).hexdigest()
 
@@ -284,9 +288,14 @@ class KeyStore:
             "threshold": k,
             "trustees": n,
             "master_check": _check_value(master),
+            # SHA-256 of each share (256-bit values: nothing to brute-force), so that a wrong
+            # share is refused when a trustee submits it, not later when k are combined.
+            "share_checks": {},
             "signing_public_key": _b64(signing.public_key().public_bytes_raw()),
             "created": _ts(now),
         }
+        shares = [] if dev else split_master(master, k, n)
+        info["share_checks"] = {s.split("-")[1]: _share_digest(s) for s in shares}
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         raw_signing = signing.private_bytes(
             serialization.Encoding.Raw,
@@ -298,7 +307,7 @@ class KeyStore:
             self._write("master.key", master, True)
         self._write("authority.json", json.dumps(info, indent=1).encode(), False)
         self.add_epochs(master, now, epochs_ahead)
-        return [] if dev else split_master(master, k, n)
+        return shares
 
     def master_from(self, shares: list[str] | None = None) -> bytes:
         """The master key: from trustee shares, or (development mode) from master.key."""
@@ -314,6 +323,35 @@ class KeyStore:
         if not hmac.compare_digest(_check_value(master), info["master_check"]):
             raise KeyStoreError("wrong master key: a share is wrong or from another authority")
         return master
+
+    def check_share(self, share: str) -> int:
+        """The trustee index of a well-formed share of this authority; KeyStoreError if the
+        share is malformed or (for authorities that recorded share digests) not theirs."""
+        info = self.info()
+        try:
+            tag, idx, hexed = share.strip().split("-")
+            if tag != "kfe1" or len(bytes.fromhex(hexed)) != 32:
+                raise ValueError
+            index = int(idx)
+        except ValueError as exc:
+            raise KeyStoreError("malformed master-key share") from exc
+        if not 1 <= index <= info["trustees"]:
+            raise KeyStoreError(f"share index {index} is not one of 1..{info['trustees']}")
+        checks = info.get("share_checks") or {}
+        if checks and not hmac.compare_digest(checks.get(str(index), ""), _share_digest(share)):
+            raise KeyStoreError(f"share {index} is wrong (not this authority's trustee share)")
+        return index
+
+    def warrant_signer(self) -> ed25519.Ed25519PrivateKey:
+        """The vault's warrant key: signs each warrant at issue so that a later edit of its
+        scope in the database is detected. Unlike the authority's key it is usable without
+        the master key (issuing a warrant must not need the trustees); created on first use."""
+        path = self.root / "warrant-signing.key"
+        if not path.exists():
+            self.info()  # no authority, no warrants
+            key = ed25519.Ed25519PrivateKey.generate()
+            self._write("warrant-signing.key", key.private_bytes_raw(), True)
+        return ed25519.Ed25519PrivateKey.from_private_bytes(path.read_bytes())
 
     def _signing_key(self, master: bytes) -> ed25519.Ed25519PrivateKey:
         raw = self._unwrap(master, "signing-key", (self.root / "signing.key.enc").read_bytes())

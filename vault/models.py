@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -93,3 +94,67 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Warrant(Base):
+    """A judge's warrant: who may see which camera's records from which time window, and until
+    when. Signed by the vault's warrant key at issue; every use re-checks the signature, so an
+    edit to the scope in the database makes the warrant unusable rather than wider."""
+
+    __tablename__ = "warrants"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_ref: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    judge: Mapped[str] = mapped_column(String(200))
+    judge_token_id: Mapped[str] = mapped_column(String(36))
+    cameras: Mapped[str] = mapped_column(Text)  # JSON list of camera ids
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_records: Mapped[int | None] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class OpeningRequest(Base):
+    """An investigator's request to open chosen records under one warrant. Trustee shares are
+    sealed to `public_key`, whose private half only the requester holds: the database alone
+    never holds enough to rebuild the master key."""
+
+    __tablename__ = "opening_requests"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    warrant_id: Mapped[str] = mapped_column(ForeignKey("warrants.id"))
+    requester_token_id: Mapped[str] = mapped_column(String(36))
+    requester: Mapped[str] = mapped_column(String(200))
+    record_ids: Mapped[str] = mapped_column(Text)  # JSON list
+    reason: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # pending | released | closed
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_count: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_requests_warrant", "warrant_id"),)
+
+
+class Approval(Base):
+    """One trustee's approval of one request: their master-key share, sealed to the request's
+    key with the request, trustee and share index as associated data (so it cannot be moved
+    to another request). The sealed share is wiped once the request is released or closed."""
+
+    __tablename__ = "approvals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("opening_requests.id"))
+    trustee_token_id: Mapped[str] = mapped_column(String(36))
+    trustee: Mapped[str] = mapped_column(String(200))
+    share_index: Mapped[int] = mapped_column(Integer)
+    sealed_share: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("request_id", "trustee_token_id", name="uq_approval_trustee"),
+        UniqueConstraint("request_id", "share_index", name="uq_approval_share"),
+    )

@@ -11,7 +11,7 @@ deletion, so nothing is erased unrecorded. On SQLite, deleted pages are zeroed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
@@ -21,6 +21,7 @@ from vault import audit
 from vault.keys import KeyStore
 from vault.models import KeyEpoch, SealedRecordRow
 from vault.store import as_utc
+from vault.warrants import refresh_holds
 
 _SWEEP_LOCK = 0x6B66_7377  # "kfsw"
 
@@ -31,6 +32,8 @@ class SweepResult:
     erased: list[str] = field(default_factory=list)
     held_expired: int = 0
     shredded: list[str] = field(default_factory=list)
+    holds_set: int = 0
+    holds_lifted: int = 0
 
     def summary(self) -> dict:
         return {
@@ -38,6 +41,8 @@ class SweepResult:
             "erased": len(self.erased),
             "held_expired": self.held_expired,
             "shredded_epochs": self.shredded,
+            "holds_set": self.holds_set,
+            "holds_lifted": self.holds_lifted,
         }
 
 
@@ -83,7 +88,16 @@ def _shred_empty_epochs(
     return shredded
 
 
-def sweep(engine: Engine, keystore: KeyStore, now: datetime, batch: int = 1000) -> SweepResult:
+def sweep(
+    engine: Engine,
+    keystore: KeyStore,
+    now: datetime,
+    batch: int = 1000,
+    after_warrant: timedelta | None = None,
+) -> SweepResult:
+    """One run. With `after_warrant` (the policy's hold grace), legal holds are first brought
+    in line with the warrants: set on records in scope of a warrant whose hold stands,
+    lifted from records whose last warrant ended longer ago than the grace."""
     factory = sessionmaker(engine, expire_on_commit=False)
     result = SweepResult()
     pg = engine.dialect.name == "postgresql"
@@ -94,6 +108,18 @@ def sweep(engine: Engine, keystore: KeyStore, now: datetime, batch: int = 1000) 
                 result.skipped = True
                 return result
         try:
+            if after_warrant is not None:
+                with factory.begin() as s:
+                    held, lifted = refresh_holds(s, now, after_warrant)
+                    if held or lifted:
+                        audit.append(
+                            s,
+                            "retention-sweeper",
+                            "sweep.holds",
+                            {"held": held, "lifted": lifted},
+                            now,
+                        )
+                result.holds_set, result.holds_lifted = held, lifted
             while ids := _erase_batch(factory, now, batch):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now)

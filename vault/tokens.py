@@ -30,12 +30,18 @@ def _digest(token: str) -> str:
 
 def create(factory: sessionmaker[Session], role: str, name: str, now: datetime) -> tuple[str, str]:
     """-> (token id, the token itself: shown once, never stored)."""
+    with factory.begin() as s:
+        return add(s, role, name, now)
+
+
+def add(s: Session, role: str, name: str, now: datetime) -> tuple[str, str]:
+    """Like create(), inside the caller's transaction (so its audit entry commits with it)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     token = PREFIX + secrets.token_urlsafe(32)
     tid = str(uuid.uuid4())
-    with factory.begin() as s:
-        s.add(ApiToken(id=tid, name=name, role=role, token_sha256=_digest(token), created=now))
+    s.add(ApiToken(id=tid, name=name, role=role, token_sha256=_digest(token), created=now))
+    s.flush()
     return tid, token
 
 

@@ -29,6 +29,8 @@ retention_app = _group("retention", "Retention reports.")
 policy_app = _group("policy", "Retention and access policies.")
 audit_app = _group("audit", "The hash-chained audit trail.")
 db_app = _group("db", "The vault's SQL index (Alembic migrations).")
+warrant_app = _group("warrant", "Warrants (judges), via the vault API.")
+request_app = _group("request", "Opening requests (investigators, trustees), via the vault API.")
 
 
 class UserError(Exception):
@@ -80,3 +82,29 @@ def db_factory():
 def camera_keyring_path() -> Path:
     st = get_settings()
     return st.camera_keyring or st.keys_dir.parent / "camera-keyring.json"
+
+
+def vault_client(url: str | None, token: str | None):
+    """A client of the vault API from options, else ESCROW_VAULT_URL / ESCROW_TOKEN."""
+    from escrow.client import VaultClient
+
+    st = get_settings()
+    token = token or st.token
+    if not token:
+        raise UserError("no API token: pass --token or set ESCROW_TOKEN")
+    try:
+        return VaultClient(url or st.vault_url, token)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def vault_call(client, method: str, path: str, json=None, params=None):
+    """One API call; the vault's refusal or absence becomes one line and an exit code."""
+    from escrow.client import VaultError
+
+    try:
+        return client.call(method, path, json=json, params=params)
+    except VaultError as exc:
+        if exc.status == 0:
+            raise UserError(exc.detail, code=5) from exc
+        raise UserError(f"the vault refused ({exc.status}): {exc.detail}", code=6) from exc

@@ -44,7 +44,13 @@ def sweep(
         engine = make_engine(st.database_url)
         try:
             now = datetime.now(UTC)
-            result = run_sweep(engine, KeyStore(st.keys_dir), now, pol.sweep.batch)
+            result = run_sweep(
+                engine,
+                KeyStore(st.keys_dir),
+                now,
+                pol.sweep.batch,
+                after_warrant=pol.legal_hold.after_warrant,
+            )
         finally:
             engine.dispose()
         typer.echo(json.dumps({"at": now.isoformat(), **result.summary()}))

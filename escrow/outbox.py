@@ -1,0 +1,126 @@
+"""Store-and-forward from camera to vault.
+
+With `--vault-url`, the camera's local SQLite store is its outbox: records are sealed and
+committed there first (so a crash or a vault outage loses nothing), and a sender posts them
+to the vault's /ingest in batches, deleting each only after the vault has acknowledged it.
+The outbox never holds anything but sealed records (secure_delete zeroes what it deletes).
+Unreachable or overloaded vaults are retried with exponential backoff; a record the vault
+refuses for good stays in the outbox and is reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from escrow.client import VaultClient, VaultError
+from vault import store
+from vault.crypto import SealedRecord
+from vault.models import SealedRecordRow
+
+
+def to_wire(sealed: SealedRecord, track_id: int, quality: float) -> dict:
+    h = sealed.header
+    b64 = base64.b64encode
+    return {
+        "record_id": h.record_id,
+        "camera_id": h.camera_id,
+        "epoch_id": h.epoch_id,
+        "first_seen": h.first_seen.isoformat(),
+        "last_seen": h.last_seen.isoformat(),
+        "best_time": h.best_time.isoformat(),
+        "version": h.version,
+        "suite": sealed.suite,
+        "track_id": track_id,
+        "quality": quality,
+        "sealed_key": b64(sealed.sealed_key).decode(),
+        "nonce": b64(sealed.nonce).decode(),
+        "ciphertext": b64(sealed.ciphertext).decode(),
+    }
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # record id -> the vault's reason
+    last_error: str = ""
+    waiting: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        client: VaultClient,
+        batch: int = 50,
+        backoff: tuple[float, float] = (0.5, 60.0),
+    ):
+        self.factory, self.client, self.batch = factory, client, batch
+        self.backoff = backoff
+        self.report = SendReport()
+
+    def waiting(self) -> int:
+        with self.factory() as s:
+            return len(s.scalars(select(SealedRecordRow.id)).all())
+
+    def _next_batch(self) -> list[dict]:
+        with self.factory() as s:
+            rows = s.scalars(
+                select(SealedRecordRow)
+                .where(SealedRecordRow.id.not_in(list(self.report.refused) or [""]))
+                .order_by(SealedRecordRow.created, SealedRecordRow.id)
+                .limit(self.batch)
+            ).all()
+            return [to_wire(store.sealed_from_row(r), r.track_id, r.quality) for r in rows]
+
+    def _post(self, records: list[dict]) -> None:
+        answer = self.client.call("POST", "/ingest", {"records": records})
+        acked = set(answer["stored"]) & {r["record_id"] for r in records}
+        store.delete(self.factory, sorted(acked))  # only what the vault acknowledged
+        self.report.sent += len(acked)
+
+    def drain_once(self) -> bool:
+        """Send what is waiting. True when nothing sendable is left; raises VaultError when
+        the vault is unreachable or failing (worth retrying)."""
+        while records := self._next_batch():
+            try:
+                self._post(records)
+            except VaultError as exc:
+                if exc.retryable:
+                    raise
+                for rec in records:  # isolate the record(s) the vault refuses for good
+                    try:
+                        self._post([rec])
+                    except VaultError as one:
+                        if one.retryable:
+                            raise
+                        self.report.refused[rec["record_id"]] = one.detail
+        return True
+
+    def run(self, stop: threading.Event, deadline: float | None = None) -> SendReport:
+        """Keep draining until `stop` is set and the outbox is empty (or `deadline`, a
+        time.monotonic() value, passes), backing off while the vault is away."""
+        delay = self.backoff[0]
+        while True:
+            try:
+                self.drain_once()
+                delay = self.backoff[0]
+                if stop.is_set():
+                    break
+                stop.wait(0.5)
+            except VaultError as exc:
+                self.report.last_error = str(exc)
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    break
+                if stop.wait(delay) and deadline is None:
+                    break
+                delay = min(delay * 2, self.backoff[1])
+            if deadline is not None and time.monotonic() > deadline:
+                break
+        self.report.waiting = self.waiting()
+        return self.report

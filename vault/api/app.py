@@ -1,0 +1,120 @@
+"""The FastAPI application: routers, limits, refusals, and the retention sweeper's
+lifetime (started with the server when the context asks for it)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vault.api import errors
+from vault.api.context import VaultContext
+from vault.api.routers import admin, audit, ingest, requests, warrants
+
+JSON_TYPES = ("application/json",)
+
+
+def _reply(status: int, detail: str):
+    body = json.dumps({"detail": detail}).encode()
+
+    async def send_it(send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return send_it
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Limits:
+    """ASGI middleware: refuse bodies over the size limit (413) before or while reading them,
+    and bodies that are not JSON (415): the API takes sealed records and forms as JSON only,
+    so an image posted as such never reaches a handler."""
+
+    def __init__(self, app, ctx: VaultContext):
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        limit = self.ctx.max_body_bytes
+        length = headers.get(b"content-length", b"0").decode("latin-1")
+        if not length.isdigit() or int(length) > limit:
+            return await _reply(413, f"request body over {limit} bytes")(send)
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
+        if (
+            scope["method"] in ("POST", "PUT", "PATCH")
+            and (int(length) > 0 or b"transfer-encoding" in headers)
+            and ctype.lower() not in JSON_TYPES
+        ):
+            return await _reply(
+                415, "only application/json is accepted (sealed records, never images)"
+            )(send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg):
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _reply(413, f"request body over {limit} bytes")(send)
+
+
+def create_app(ctx: VaultContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scheduler = None
+        if ctx.sweeper:
+            from vault.scheduler import start_sweeper
+
+            scheduler = start_sweeper(ctx)
+        app.state.scheduler = scheduler
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+
+    app = FastAPI(
+        title="keyframe-escrow vault",
+        version="1",
+        description=(
+            "Sealed face crops, opened only for a valid, scoped warrant after k trustee "
+            "approvals. Every call is checked against the caller's role and written to a "
+            "hash-chained audit trail."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    for r in (ingest.router, warrants.router, requests.router, audit.router, admin.router):
+        app.include_router(r)
+    errors.install(app)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict:
+        return {"status": "ok"}
+
+    app.add_middleware(Limits, ctx=ctx)
+    return app

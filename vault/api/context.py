@@ -1,0 +1,51 @@
+"""What every request of the API needs, built once by `escrow serve` (or by a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from policies.model import Policy
+from vault.db import session_factory
+from vault.keys import KeyStore
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class VaultContext:
+    engine: Engine
+    keystore: KeyStore
+    policy: Policy
+    clock: Callable[[], datetime] = utcnow
+    # Whole request bodies above this are refused (413) before they are read.
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_ciphertext_bytes: int = 8 * 1024 * 1024
+    max_records_per_ingest: int = 200
+    # Run the retention sweeper (APScheduler) inside the server.
+    sweeper: bool = False
+    factory: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.factory = session_factory(self.engine)
+
+    @cached_property
+    def warrant_signer(self) -> ed25519.Ed25519PrivateKey:
+        return self.keystore.warrant_signer()
+
+    @cached_property
+    def warrant_key(self) -> ed25519.Ed25519PublicKey:
+        return self.warrant_signer.public_key()
+
+    @property
+    def required_approvals(self) -> int:
+        """k: the policy's threshold, never below the one the shares were split with."""
+        return max(self.policy.openings.threshold, self.keystore.info()["threshold"])

@@ -1,0 +1,80 @@
+"""Administration: cameras, tokens, the policy in force. An admin cannot open anything."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from vault import audit, tokens
+from vault.api.deps import AdminCaller, AdminOrAuditor, get_ctx
+from vault.api.errors import Refused
+from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenIn, TokenOut
+from vault.models import ApiToken, Camera
+from vault.store import as_utc
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/cameras", response_model=list[CameraOut])
+def cameras(request: Request, caller: AdminOrAuditor):
+    with get_ctx(request).factory() as s:
+        return [
+            CameraOut(id=c.id, name=c.name, created=as_utc(c.created))
+            for c in s.scalars(select(Camera).order_by(Camera.id))
+        ]
+
+
+@router.post("/cameras", response_model=CameraOut, status_code=201)
+def add_camera(body: CameraIn, request: Request, caller: AdminCaller):
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    with ctx.factory.begin() as s:
+        if s.get(Camera, body.id) is not None:
+            raise Refused(f"camera {body.id} exists", 409)
+        cam = Camera(id=body.id, name=body.name, created=now)
+        s.add(cam)
+        audit.append(s, caller.actor, "camera.add", {"camera": body.id}, now)
+        return CameraOut(id=cam.id, name=cam.name, created=now)
+
+
+def _token_out(t: ApiToken) -> dict:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "created": as_utc(t.created),
+        "revoked_at": as_utc(t.revoked_at) if t.revoked_at else None,
+    }
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(request: Request, caller: AdminCaller):
+    return [TokenOut(**_token_out(t)) for t in tokens.list_tokens(get_ctx(request).factory)]
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201)
+def create_token(body: TokenIn, request: Request, caller: AdminCaller):
+    """A new token, shown once in the answer; only its hash is kept."""
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    with ctx.factory.begin() as s:
+        tid, token = tokens.add(s, body.role, body.name, now)
+        audit.append(s, caller.actor, "token.create", {"token": tid, "role": body.role}, now)
+        return TokenCreated(**_token_out(s.get(ApiToken, tid)), token=token)
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(token_id: str, request: Request, caller: AdminCaller):
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    if not tokens.revoke(ctx.factory, token_id, now):
+        raise Refused(f"no active token {token_id}", 404)
+    audit.record(ctx.factory, caller.actor, "token.revoke", {"token": token_id}, now)
+    with ctx.factory() as s:
+        return TokenOut(**_token_out(s.get(ApiToken, token_id)))
+
+
+@router.get("/policy")
+def policy(request: Request, caller: AdminOrAuditor) -> dict:
+    """The policy in force, as `escrow policy check` prints it."""
+    return get_ctx(request).policy.effective()

@@ -1,0 +1,121 @@
+"""Cameras post sealed records here. The server never accepts a plaintext image: the body
+must be JSON of sealed records, every field is checked against the epoch it claims, and a
+ciphertext that starts like an image file is refused."""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from vault import audit, crypto, store, warrants
+from vault.api.deps import CameraCaller, get_ctx
+from vault.api.errors import Refused
+from vault.api.schemas import IngestIn, IngestOut, SealedRecordIn
+from vault.models import KeyEpoch, SealedRecordRow
+
+router = APIRouter(tags=["ingest"])
+
+# HPKE encapsulated key + AES-256 data key + GCM tag, per suite.
+SEALED_KEY_BYTES = {"x25519": 32 + 32 + 16, "mlkem768-x25519": 1120 + 32 + 16}
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _check(rec: SealedRecordIn, epoch: KeyEpoch | None, max_ciphertext: int) -> str | None:
+    """Why this record cannot be stored, or None."""
+    if epoch is None:
+        return f"unknown key epoch {rec.epoch_id}"
+    if epoch.destroyed_at is not None:
+        return f"key epoch {rec.epoch_id} was destroyed"
+    if rec.suite != epoch.suite:
+        return f"suite {rec.suite} does not match epoch {rec.epoch_id} ({epoch.suite})"
+    start, end = store.as_utc(epoch.not_before), store.as_utc(epoch.not_after)
+    if not start <= rec.best_time < end:
+        return f"best_time lies outside key epoch {rec.epoch_id}"
+    if not rec.first_seen <= rec.best_time <= rec.last_seen:
+        return "best_time must lie between first_seen and last_seen"
+    if len(rec.nonce) != 12:
+        return "nonce must be 12 bytes"
+    if len(rec.sealed_key) != SEALED_KEY_BYTES[rec.suite]:
+        return f"sealed_key must be {SEALED_KEY_BYTES[rec.suite]} bytes for {rec.suite}"
+    if not 17 <= len(rec.ciphertext) <= max_ciphertext:
+        return f"ciphertext must be 17..{max_ciphertext} bytes"
+    if rec.ciphertext.startswith(IMAGE_MAGIC):
+        return "ciphertext looks like a plaintext image: only sealed records are accepted"
+    return None
+
+
+def _known_epochs(s, ctx, ids: set[str]) -> dict[str, KeyEpoch]:
+    epochs = {e.id: e for e in s.scalars(select(KeyEpoch).where(KeyEpoch.id.in_(ids)))}
+    if ids - set(epochs):  # epochs added to the key store since the server started
+        store.register_epochs(s, ctx.keystore.certificates())
+        s.flush()
+        epochs = {e.id: e for e in s.scalars(select(KeyEpoch).where(KeyEpoch.id.in_(ids)))}
+    return epochs
+
+
+@router.post("/ingest", response_model=IngestOut)
+def ingest(body: IngestIn, request: Request, caller: CameraCaller):
+    """Store a batch of sealed records (one transaction). Idempotent by record id."""
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    foreign = {r.camera_id for r in body.records} - {caller.name}
+    if foreign:
+        raise Refused(f"camera token {caller.name!r} cannot ingest records of {sorted(foreign)}")
+    if len(body.records) > ctx.max_records_per_ingest:
+        raise Refused(f"at most {ctx.max_records_per_ingest} records per batch", 413)
+    ids = [r.record_id for r in body.records]
+    if len(set(ids)) != len(ids):
+        raise Refused("the same record id appears twice in the batch", 422)
+    with ctx.factory.begin() as s:
+        epochs = _known_epochs(s, ctx, {r.epoch_id for r in body.records})
+        for rec in body.records:
+            why = _check(rec, epochs.get(rec.epoch_id), ctx.max_ciphertext_bytes)
+            if why:
+                raise Refused(f"record {rec.record_id}: {why}", 422)
+        have = dict(
+            s.execute(
+                select(SealedRecordRow.id, SealedRecordRow.ciphertext_sha256).where(
+                    SealedRecordRow.id.in_(ids)
+                )
+            ).all()
+        )
+        new = []
+        for rec in body.records:
+            digest = hashlib.sha256(rec.ciphertext).hexdigest()
+            if rec.record_id in have:
+                if have[rec.record_id] != digest:
+                    raise Refused(f"record {rec.record_id} is stored with other content", 409)
+                continue
+            sealed = crypto.SealedRecord(
+                crypto.RecordHeader(
+                    rec.record_id,
+                    rec.camera_id,
+                    rec.epoch_id,
+                    rec.first_seen,
+                    rec.last_seen,
+                    rec.best_time,
+                    rec.version,
+                ),
+                rec.suite,
+                rec.sealed_key,
+                rec.nonce,
+                rec.ciphertext,
+            )
+            expires = rec.best_time + ctx.policy.retention.for_camera(rec.camera_id)
+            new.append(store.row_from_sealed(sealed, rec.track_id, rec.quality, now, expires))
+        store.ensure_camera(s, caller.name, now)
+        s.add_all(new)
+        s.flush()
+        held, _ = warrants.refresh_holds(
+            s, now, ctx.policy.legal_hold.after_warrant, ids=[r.id for r in new]
+        )
+        audit.append(
+            s,
+            caller.actor,
+            "ingest",
+            {"new": [r.id for r in new], "repeated": len(ids) - len(new), "held": held},
+            now,
+        )
+    return IngestOut(stored=ids)

@@ -1,0 +1,210 @@
+"""Opening requests: an investigator asks, trustees approve with their shares, and the
+requester fetches the crops once."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from vault import audit, openings
+from vault.api.context import VaultContext
+from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
+from vault.api.errors import Refused
+from vault.api.routers.warrants import load as load_warrant
+from vault.api.schemas import (
+    ApprovalIn,
+    ApprovalOut,
+    ReleasedCrop,
+    ReleaseIn,
+    ReleaseOut,
+    RequestCreated,
+    RequestIn,
+    RequestOut,
+)
+from vault.models import OpeningRequest
+from vault.store import as_utc
+
+router = APIRouter(prefix="/requests", tags=["requests"])
+
+
+def out(s, req: OpeningRequest, ctx: VaultContext) -> RequestOut:
+    return RequestOut(
+        id=req.id,
+        warrant_id=req.warrant_id,
+        requester=req.requester,
+        record_ids=openings.record_ids(req),
+        reason=req.reason,
+        created=as_utc(req.created),
+        status=req.status,
+        approvals=[
+            ApprovalOut(trustee=a.trustee, share_index=a.share_index, at=as_utc(a.created))
+            for a in openings.approvals(s, req)
+        ],
+        required=ctx.required_approvals,
+        digest=openings.digest(req),
+        released_at=as_utc(req.released_at) if req.released_at else None,
+        released_count=req.released_count,
+    )
+
+
+def _visible(req: OpeningRequest, caller: Caller) -> bool:
+    return caller.role != "investigator" or req.requester_token_id == caller.token_id
+
+
+def _load(s, request_id: str, caller: Caller, lock: bool = False) -> OpeningRequest:
+    """The request, with its row locked for the rest of the transaction when `lock`: the
+    no-op UPDATE comes first, so concurrent approvals or releases of one request queue up on
+    both engines instead of racing."""
+    if lock:
+        s.execute(
+            update(OpeningRequest)
+            .where(OpeningRequest.id == request_id)
+            .values(status=OpeningRequest.status)
+        )
+    req = s.get(OpeningRequest, request_id)
+    if req is None or not _visible(req, caller):
+        raise Refused(f"no request {request_id}", 404)
+    return req
+
+
+@router.post("", response_model=RequestCreated, status_code=201)
+def create(body: RequestIn, request: Request, caller: InvestigatorCaller):
+    """Ask to open chosen records of a warrant's scope. The fetch secret is shown once."""
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    with ctx.factory.begin() as s:
+        w = load_warrant(s, body.warrant_id)
+        req, secret = openings.create(
+            s,
+            w,
+            ctx.warrant_key,
+            requester=caller.name,
+            requester_token_id=caller.token_id,
+            ids=body.record_ids,
+            reason=body.reason,
+            now=now,
+        )
+        audit.append(
+            s,
+            caller.actor,
+            "request.create",
+            {
+                "request": req.id,
+                "warrant": w.id,
+                "records": openings.record_ids(req),
+                "reason": body.reason,
+            },
+            now,
+        )
+        return RequestCreated(request=out(s, req, ctx), fetch_secret=secret)
+
+
+@router.get("", response_model=list[RequestOut])
+def list_requests(request: Request, caller: RequestReader):
+    ctx = get_ctx(request)
+    with ctx.factory() as s:
+        reqs = s.scalars(select(OpeningRequest).order_by(OpeningRequest.created)).all()
+        return [out(s, r, ctx) for r in reqs if _visible(r, caller)]
+
+
+@router.get("/{request_id}", response_model=RequestOut)
+def get_request(
+    request_id: str,
+    request: Request,
+    caller: RequestReader,
+):
+    ctx = get_ctx(request)
+    with ctx.factory() as s:
+        return out(s, _load(s, request_id, caller), ctx)
+
+
+@router.post("/{request_id}/approvals", response_model=RequestOut)
+def approve(
+    request_id: str,
+    body: ApprovalIn,
+    request: Request,
+    caller: TrusteeCaller,
+):
+    """Approve with a master-key share and the digest of the request being approved."""
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    try:
+        with ctx.factory.begin() as s:
+            req = _load(s, request_id, caller, lock=True)
+            n = openings.approve(
+                s,
+                req,
+                load_warrant(s, req.warrant_id),
+                ctx.warrant_key,
+                ctx.keystore,
+                trustee=caller.name,
+                trustee_token_id=caller.token_id,
+                share=body.share,
+                request_digest=body.request_digest,
+                now=now,
+            )
+            audit.append(
+                s,
+                caller.actor,
+                "request.approve",
+                {"request": req.id, "approvals": n, "required": ctx.required_approvals},
+                now,
+            )
+            return out(s, req, ctx)
+    except IntegrityError as exc:  # a concurrent approval with the same trustee or share
+        raise Refused("this trustee or share has already approved the request", 409) from exc
+
+
+@router.post("/{request_id}/release", response_model=ReleaseOut)
+def release(
+    request_id: str,
+    body: ReleaseIn,
+    request: Request,
+    caller: InvestigatorCaller,
+):
+    """Open the approved request's records and return the crops, once."""
+    ctx = get_ctx(request)
+    now = ctx.clock()
+    with ctx.factory.begin() as s:
+        req = _load(s, request_id, caller, lock=True)
+        released, withheld = openings.release(
+            s,
+            req,
+            load_warrant(s, req.warrant_id),
+            ctx.warrant_key,
+            ctx.keystore,
+            token_id=caller.token_id,
+            fetch_secret=body.fetch_secret,
+            required=ctx.required_approvals,
+            now=now,
+        )
+        audit.append(
+            s,
+            caller.actor,
+            "request.release",
+            {
+                "request": req.id,
+                "warrant": req.warrant_id,
+                "released": [[r["record_id"], r["ciphertext_sha256"]] for r in released],
+                "withheld": withheld,
+            },
+            now,
+        )
+    b64 = base64.b64encode
+    return ReleaseOut(
+        request_id=request_id,
+        released=[
+            ReleasedCrop(
+                **{k: r[k] for k in ("record_id", "camera_id", "best_time", "quality")},
+                ciphertext_sha256=r["ciphertext_sha256"],
+                jpeg=b64(r["jpeg"]).decode(),
+                clip=[b64(f).decode() for f in r["clip"]],
+                meta=r["meta"],
+            )
+            for r in released
+        ],
+        withheld=withheld,
+    )

@@ -1,0 +1,255 @@
+"""Pydantic schemas of the API, apart from the SQLAlchemy models. Strict on input: every
+string has a length limit and a shape, times must carry a time zone and are stored as UTC,
+unknown fields are refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+
+def _printable(v: str) -> str:
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in v):
+        raise ValueError("control characters are not allowed")
+    return v
+
+
+def _utc(v: datetime) -> datetime:
+    try:
+        v = v.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+    if not 1970 <= v.year <= 9000:
+        raise ValueError("time out of range (years 1970-9000)")
+    return v
+
+
+def _b64(v: str) -> bytes:
+    try:
+        return base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not valid base64") from exc
+
+
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_printable)
+]
+LongText = Annotated[
+    str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_printable)
+]
+CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+Uuid = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+EpochId = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}T[0-9]{4}Z$")]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def B64(max_chars: int):  # noqa: N802  (a type factory)
+    return Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_b64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+class SealedRecordIn(Strict):
+    """One sealed record as a camera sends it: header fields in clear (they are the AES-GCM and
+    HPKE associated data), key, nonce and ciphertext base64-encoded."""
+
+    record_id: Uuid
+    camera_id: CameraId
+    epoch_id: EpochId
+    first_seen: UtcTime
+    last_seen: UtcTime
+    best_time: UtcTime
+    version: Literal[1] = 1
+    suite: Literal["x25519", "mlkem768-x25519"]
+    track_id: int = Field(ge=0, le=2**31 - 1)
+    quality: float = Field(ge=-1e9, le=1e9, allow_inf_nan=False)
+    sealed_key: B64(2048)  # type: ignore[valid-type]
+    nonce: B64(64)  # type: ignore[valid-type]
+    ciphertext: B64(12 * 1024 * 1024)  # type: ignore[valid-type]
+
+
+class IngestIn(Strict):
+    records: list[SealedRecordIn] = Field(min_length=1, max_length=200)
+
+
+class IngestOut(BaseModel):
+    stored: list[str] = Field(description="Ids now stored: the same answer on every retry.")
+
+
+# --- warrants -------------------------------------------------------------------------------
+
+
+class WarrantIn(Strict):
+    case_ref: ShortText
+    legal_basis: LongText
+    cameras: list[CameraId] = Field(min_length=1, max_length=100)
+    window_start: UtcTime
+    window_end: UtcTime
+    not_before: UtcTime
+    not_after: UtcTime
+    max_records: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class WarrantOut(BaseModel):
+    id: str
+    case_ref: str
+    legal_basis: str
+    judge: str
+    cameras: list[str]
+    window_start: datetime
+    window_end: datetime
+    not_before: datetime
+    not_after: datetime
+    max_records: int | None
+    issued_at: datetime
+    state: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    hold_until: datetime
+    signature: str
+
+
+class RevokeIn(Strict):
+    reason: LongText
+
+
+class RecordMeta(BaseModel):
+    """What an investigator may see before an opening: never an image."""
+
+    id: str
+    camera_id: str
+    first_seen: datetime
+    last_seen: datetime
+    best_time: datetime
+    quality: float
+    expires: datetime
+    legal_hold: bool
+
+
+# --- opening requests -----------------------------------------------------------------------
+
+
+class RequestIn(Strict):
+    warrant_id: Uuid
+    record_ids: list[Uuid] = Field(min_length=1, max_length=1000)
+    reason: LongText
+
+
+class ApprovalOut(BaseModel):
+    trustee: str
+    share_index: int
+    at: datetime
+
+
+class RequestOut(BaseModel):
+    id: str
+    warrant_id: str
+    requester: str
+    record_ids: list[str]
+    reason: str
+    created: datetime
+    status: str
+    approvals: list[ApprovalOut]
+    required: int
+    digest: str = Field(description="What a trustee approves; send it back with the share.")
+    released_at: datetime | None
+    released_count: int | None
+
+
+class RequestCreated(BaseModel):
+    request: RequestOut
+    fetch_secret: str = Field(description="Shown once; needed to fetch the crops.")
+
+
+class ApprovalIn(Strict):
+    share: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    request_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ReleaseIn(Strict):
+    fetch_secret: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class ReleasedCrop(BaseModel):
+    record_id: str
+    camera_id: str
+    best_time: datetime
+    quality: float
+    ciphertext_sha256: str
+    jpeg: str = Field(description="The crop, JPEG, base64.")
+    clip: list[str] = Field(description="Frames sealed around the best one, JPEG, base64.")
+    meta: dict
+
+
+class ReleaseOut(BaseModel):
+    request_id: str
+    released: list[ReleasedCrop]
+    withheld: dict[str, str]
+
+
+# --- audit, administration ------------------------------------------------------------------
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict
+    prev_hash: str
+    hash: str
+
+
+class VerdictOut(BaseModel):
+    ok: bool
+    entries: int
+    head: str
+    broken_at: int | None
+    reason: str
+
+
+class CameraIn(Strict):
+    id: CameraId
+    name: ShortText | None = None
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str | None
+    created: datetime
+
+
+class TokenIn(Strict):
+    role: Literal["camera", "judge", "investigator", "trustee", "auditor", "admin"]
+    name: ShortText
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="Shown once; only its SHA-256 is stored.")
