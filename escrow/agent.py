@@ -47,6 +47,7 @@ class CaptureSummary:
     record_ids: list[str] = field(default_factory=list)
     truncated: bool = False
     stopped: bool = False  # a stop was requested (SIGINT/SIGTERM): live tracks were sealed
+    outbox: dict | None = None  # with a vault URL: sent, still waiting, refused
 
     def public(self) -> dict:
         return {
@@ -60,7 +61,7 @@ class CaptureSummary:
                 "dropped_short",
                 "faces_detected",
             )
-        }
+        } | ({"outbox": self.outbox} if self.outbox is not None else {})
 
 
 class CaptureAgent:

@@ -105,7 +105,7 @@ class ApiVault:
 
     ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
 
-    def __init__(self, db_url, root):
+    def __init__(self, db_url, root, keystore=None, shares=None, t0=None):
         from datetime import UTC, datetime
 
         from fastapi.testclient import TestClient
@@ -116,10 +116,10 @@ class ApiVault:
         from vault.db import make_engine
         from vault.keys import KeyStore
 
-        self.t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        self.t0 = t0 or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         self.clock = FakeClock(self.t0)
-        self.keystore = KeyStore(root / "keys")
-        self.shares = self.keystore.init(self.t0, k=2, n=3, epochs_ahead=3)
+        self.keystore = keystore or KeyStore(root / "keys")
+        self.shares = shares if keystore else self.keystore.init(self.t0, k=2, n=3, epochs_ahead=3)
         self.ctx = VaultContext(make_engine(db_url), self.keystore, load_policy(), self.clock)
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
@@ -234,3 +234,40 @@ def api(db_url, tmp_path):
     yield v
     v.client.close()
     v.ctx.engine.dispose()
+
+
+class LiveServer:
+    """The app under uvicorn on a free local port, in a thread: real HTTP for the command
+    line and the camera's sender."""
+
+    def __init__(self, app):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -60,3 +60,166 @@ def test_full_opening_story(api):
     assert actions.count("request.approve") == 2
     assert audit.verify(api.ctx.factory).ok
     assert other  # the other camera's record exists but was never listed
+
+
+def _approved(api, wid, ids, trustees=("Trustee A", "Trustee B")):
+    created = api.request(wid, ids)
+    assert created.status_code == 201, created.text
+    rid, secret = created.json()["request"]["id"], created.json()["fetch_secret"]
+    for t in trustees:
+        idx = {"Trustee A": 0, "Trustee B": 1, "Trustee C": 2}[t]
+        assert api.approve(t, rid, api.shares[idx]).status_code == 200
+    return rid, secret
+
+
+def test_out_of_scope_records_are_refused(api):
+    recs, _ = _stored(api, 2)  # cam-1 at t0+10, t0+11 min
+    late, _ = _stored(api, 1, start_minutes=90)  # cam-1, outside the window
+    other, _ = _stored(api, 1, camera="cam-2")
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+    listed = {r["id"] for r in api.call("Det. Vance", "GET", f"/warrants/{wid}/records").json()}
+    assert listed == {r["record_id"] for r in recs}
+    for bad in (late[0], other[0]):
+        r = api.request(wid, [recs[0]["record_id"], bad["record_id"]])
+        assert r.status_code == 403 and bad["record_id"] in r.json()["detail"]
+    assert api.request(wid, ["00000000-0000-4000-8000-000000000000"]).status_code == 403
+    assert "request.create" not in api.audit_actions()
+    assert api.audit_actions().count("refused") == 3
+
+
+def test_expired_and_revoked_warrants_release_nothing(api):
+    recs, _ = _stored(api, 2)
+    ids = [r["record_id"] for r in recs]
+    window = (api.t0, api.t0 + timedelta(hours=1))
+    # expired between approval and fetch
+    w1 = api.warrant(["cam-1"], *window, not_after=api.t0 + timedelta(hours=2)).json()["id"]
+    rid1, secret1 = _approved(api, w1, ids[:1])
+    # revoked between approval and fetch
+    w2 = api.warrant(["cam-1"], *window).json()["id"]
+    rid2, secret2 = _approved(api, w2, ids[1:])
+    revoked = api.call("Judge Ito", "POST", f"/warrants/{w2}/revoke", json={"reason": "quashed"})
+    assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
+    r2 = api.release(rid2, secret2)
+    assert r2.status_code == 409 and "closed" in r2.json()["detail"]
+    api.clock.advance(hours=3)
+    r1 = api.release(rid1, secret1)
+    assert r1.status_code == 403 and "expired" in r1.json()["detail"]
+    assert api.call("Det. Vance", "GET", f"/warrants/{w1}/records").status_code == 403
+    assert api.request(w2, ids[:1]).status_code == 403
+    assert "request.release" not in api.audit_actions()
+    # a warrant not yet valid is not usable either
+    w3 = api.warrant(["cam-1"], *window, not_before=api.clock() + timedelta(days=1)).json()["id"]
+    assert api.request(w3, ids[:1]).status_code == 403
+
+
+def test_approval_rules(api):
+    from vault import tokens
+
+    recs, _ = _stored(api, 2)
+    ids = [r["record_id"] for r in recs]
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+    created = api.request(wid, ids[:1]).json()
+    rid, secret = created["request"]["id"], created["fetch_secret"]
+    other = api.request(wid, ids[1:]).json()["request"]
+
+    # the requester cannot approve: not with their own token, not as a trustee of that name
+    assert api.approve("Det. Vance", rid, api.shares[0], other["digest"]).status_code == 403
+    _, tok = tokens.create(api.ctx.factory, "trustee", "det. vance", api.t0)
+    api.tokens["det. vance"] = tok
+    selfie = api.approve("det. vance", rid, api.shares[0])
+    assert selfie.status_code == 403 and "own request" in selfie.json()["detail"]
+    # a wrong share, a share of another authority, a malformed one
+    flipped = api.shares[0][:-1] + ("0" if api.shares[0][-1] != "0" else "1")
+    assert api.approve("Trustee A", rid, flipped).status_code == 422
+    assert api.approve("Trustee A", rid, "kfe1-9-" + "00" * 32).status_code == 422
+    assert api.approve("Trustee A", rid, "not a share").status_code == 422
+    # an approval made for another request (its digest) is not accepted here
+    replay = api.approve("Trustee A", rid, api.shares[0], other["digest"])
+    assert replay.status_code == 409 and "another request" in replay.json()["detail"]
+    # one approval per trustee, one use per share
+    assert api.approve("Trustee A", rid, api.shares[0]).status_code == 200
+    assert api.approve("Trustee A", rid, api.shares[1]).status_code == 409
+    assert api.approve("Trustee B", rid, api.shares[0]).status_code == 409
+    assert api.release(rid, secret).status_code == 409  # still 1 of 2
+    # only the requester, with the request's own secret, can fetch
+    assert api.approve("Trustee B", rid, api.shares[1]).status_code == 200
+    assert api.release(rid, secret, who="Det. Okafor").status_code == 404
+    other_secret = api.request(wid, ids[:1]).json()["fetch_secret"]
+    assert api.release(rid, other_secret).status_code == 403
+    assert api.release(rid, "!!!").status_code == 422
+    assert api.release(rid, secret).status_code == 200
+    assert api.approve("Trustee C", rid, api.shares[2]).status_code == 409  # released
+
+
+def test_an_approval_row_copied_to_another_request_does_not_open(api):
+    from sqlalchemy import select
+
+    from vault.models import Approval
+
+    recs, _ = _stored(api, 2)
+    ids = [r["record_id"] for r in recs]
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+    rid_a, _ = _approved(api, wid, ids[:1])
+    created = api.request(wid, ids[1:]).json()
+    rid_b, secret_b = created["request"]["id"], created["fetch_secret"]
+    with api.ctx.factory.begin() as s:  # an insider copies A's sealed approvals onto B
+        for a in s.scalars(select(Approval).where(Approval.request_id == rid_a)).all():
+            s.add(
+                Approval(
+                    request_id=rid_b,
+                    trustee_token_id=a.trustee_token_id,
+                    trustee=a.trustee,
+                    share_index=a.share_index,
+                    sealed_share=a.sealed_share,
+                    created=a.created,
+                )
+            )
+    r = api.release(rid_b, secret_b)
+    assert r.status_code == 409 and "not made for it" in r.json()["detail"]
+
+
+def test_max_records_and_edited_warrant(api):
+    from vault.models import Warrant
+
+    recs, _ = _stored(api, 3)
+    ids = [r["record_id"] for r in recs]
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1), max_records=2).json()["id"]
+    assert api.request(wid, ids).status_code == 403
+    assert api.request(wid, ids[:2]).status_code == 201
+    assert api.request(wid, ids[2:]).status_code == 403  # 2 already asked for
+    with api.ctx.factory.begin() as s:  # widen the scope behind the judge's back
+        s.get(Warrant, wid).cameras = '["cam-1", "cam-2"]'
+    r = api.call("Det. Vance", "GET", f"/warrants/{wid}/records")
+    assert r.status_code == 403 and "altered" in r.json()["detail"]
+
+
+def test_holds_follow_warrants_and_the_sweeper_obeys(api):
+    from vault.models import SealedRecordRow
+    from vault.retention import sweep
+
+    inside, _ = _stored(api, 2)
+    outside, _ = _stored(api, 2, camera="cam-2")
+    wid = api.warrant(
+        ["cam-1"], api.t0, api.t0 + timedelta(hours=1), not_after=api.t0 + timedelta(days=5)
+    ).json()["id"]
+    after = api.ctx.policy.legal_hold.after_warrant
+
+    def present():
+        with api.ctx.factory() as s:
+            return {r.id: r.legal_hold for r in s.query(SealedRecordRow)}
+
+    assert all(present()[r["record_id"]] for r in inside)
+    api.clock.advance(days=4)  # past the 72 h retention, warrant still active
+    sweep(api.ctx.engine, api.keystore, api.clock(), after_warrant=after)
+    left = present()
+    assert set(left) == {r["record_id"] for r in inside}
+    # late records of the warrant's scope are held on arrival
+    late, _ = _stored(api, 1, start_minutes=30)
+    assert present()[late[0]["record_id"]] is True
+    api.call("Judge Ito", "POST", f"/warrants/{wid}/revoke", json={"reason": "case closed"})
+    api.clock.advance(days=1)
+    sweep(api.ctx.engine, api.keystore, api.clock(), after_warrant=after)
+    assert set(present()) == {r["record_id"] for r in inside + late}  # grace period
+    api.clock.t = api.clock() + after
+    res = sweep(api.ctx.engine, api.keystore, api.clock(), after_warrant=after)
+    assert res.holds_lifted == 3 and present() == {}

@@ -32,8 +32,12 @@ def run_capture(
     progress: bool,
     events: bool = False,
     clip_seconds: float = 0.0,
+    vault_url: str | None = None,
+    token: str | None = None,
+    send_timeout: float = 30.0,
 ):
-    """Shared by `capture` and `demo`: returns (summary, histories)."""
+    """Shared by `capture` and `demo`: returns (summary, histories). With `vault_url` the
+    local store is an outbox drained to the vault while capturing and after."""
     from tqdm import tqdm
 
     from escrow.agent import CaptureAgent, CaptureConfig
@@ -94,6 +98,17 @@ def run_capture(
         on_frame=on_frame,
         on_sealed=on_sealed if events else None,
     )
+    sender = stop_sending = sending = None
+    if vault_url:
+        import threading
+
+        from escrow.cli.app import vault_client
+        from escrow.outbox import Sender
+
+        sender = Sender(session_factory(engine), vault_client(vault_url, token))
+        stop_sending = threading.Event()
+        sending = threading.Thread(target=sender.run, args=(stop_sending,), daemon=True)
+        sending.start()
     import signal
 
     def stop(signum, _frame):  # finish the frame, seal the live tracks, then stop
@@ -112,7 +127,21 @@ def run_capture(
         bar.close()
         if writer:
             writer.close()
+        if sender is not None:
+            import time
+
+            stop_sending.set()
+            sending.join()
+            rep = sender.run(stop_sending, deadline=time.monotonic() + send_timeout)
+            summary_outbox = {
+                "sent": rep.sent,
+                "waiting": rep.waiting,
+                "refused": rep.refused,
+                "last_error": rep.last_error if rep.waiting else "",
+            }
         engine.dispose()
+    if sender is not None:
+        summary.outbox = summary_outbox
     if report is not None:
         from escrow.report import write_report
 
@@ -136,6 +165,16 @@ def capture(
     clip_seconds: Annotated[
         float, typer.Option(min=0.0, help="Also seal S seconds of the track around its best crop.")
     ] = 0.0,
+    vault_url: Annotated[
+        str | None,
+        typer.Option("--vault-url", help="Send records to this vault (local store = outbox)."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="This camera's token (ESCROW_TOKEN).")
+    ] = None,
+    send_timeout: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to keep trying to send after the input ends.")
+    ] = 30.0,
 ) -> None:
     """Keep one sealed best-quality face crop per person who passes; nothing else."""
     need_detector()
@@ -151,6 +190,9 @@ def capture(
         not (as_json or events),
         events,
         clip_seconds,
+        vault_url,
+        token,
+        send_timeout,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))
@@ -159,12 +201,56 @@ def capture(
             f"{summary.frames} frames, {summary.fps} fps: {summary.tracks} tracks, "
             f"{summary.records} records sealed, {summary.dropped_short} short tracks dropped"
         )
+        if summary.outbox is not None:
+            o = summary.outbox
+            typer.echo(
+                f"vault: {o['sent']} sent, {o['waiting']} waiting in the outbox"
+                + (f" ({o['last_error']})" if o["last_error"] else "")
+                + (f", {len(o['refused'])} refused" if o["refused"] else "")
+            )
     if summary.truncated:
         raise UserError(
             f"the video ended early (corrupt or truncated) after {summary.frames} frames; "
             f"the {summary.records} records from before that point are stored",
             code=3,
         )
+
+
+@app.command()
+def send(
+    vault_url: Annotated[
+        str | None, typer.Option("--vault-url", help="The vault (ESCROW_VAULT_URL).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="This camera's token (ESCROW_TOKEN).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.0, help="Give up after S seconds.")] = 60.0,
+) -> None:
+    """Send the sealed records waiting in this camera's outbox to the vault."""
+    import threading
+    import time
+
+    from escrow.cli.app import vault_client
+    from escrow.outbox import Sender
+    from vault.db import make_engine, session_factory, upgrade
+
+    url = get_settings().database_url
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        stop = threading.Event()
+        stop.set()
+        sender = Sender(session_factory(engine), vault_client(vault_url, token))
+        rep = sender.run(stop, deadline=time.monotonic() + timeout)
+    finally:
+        engine.dispose()
+    typer.echo(f"{rep.sent} sent, {rep.waiting} waiting, {len(rep.refused)} refused")
+    for rid, why in rep.refused.items():
+        err(f"refused {rid}: {why}")
+    if rep.waiting and not rep.refused:
+        raise UserError(f"{rep.waiting} record(s) still waiting: {rep.last_error}", code=5)
+    if rep.refused:
+        raise UserError(f"the vault refused {len(rep.refused)} record(s); kept in the outbox", 6)
 
 
 @app.command()
