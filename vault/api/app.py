@@ -31,10 +31,6 @@ def _reply(status: int, detail: str):
     return send_it
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class Limits:
     """ASGI middleware: refuse bodies over the size limit (413) before or while reading them,
     and bodies that are not JSON (415): the API takes sealed records and forms as JSON only,
@@ -61,27 +57,28 @@ class Limits:
                 415, "only application/json is accepted (sealed records, never images)"
             )(send)
         seen = 0
-        started = False
+        started = hijacked = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, started, hijacked
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
+                if seen > limit:  # answer 413 now; the handler sees a disconnect
+                    if not started:
+                        await _reply(413, f"request body over {limit} bytes")(send)
+                        started = hijacked = True
+                    return {"type": "http.disconnect"}
             return msg
 
         async def tracking_send(msg):
             nonlocal started
+            if hijacked:
+                return
             started = started or msg["type"] == "http.response.start"
             await send(msg)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _reply(413, f"request body over {limit} bytes")(send)
+        await self.app(scope, limited_receive, tracking_send)
 
 
 def create_app(ctx: VaultContext) -> FastAPI:
