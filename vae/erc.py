@@ -175,7 +175,9 @@ def bootstrap_areas(
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of bootstrap samples."""
+    """Percentile interval of bootstrap samples (undefined ones, NaN, left out)."""
     a = (1.0 - level) / 2.0
-    lo, hi = np.quantile(samples, [a, 1.0 - a])
+    if np.isnan(samples).all():
+        return float("nan"), float("nan")
+    lo, hi = np.nanquantile(samples, [a, 1.0 - a])
     return float(lo), float(hi)

@@ -80,8 +80,19 @@ def write_curves_csv(
                     w.writerow([name, f_label(f), f"{d_t:.6f}", f"{r:.3f}", f"{v:.6f}"])
 
 
+def _json_safe(v):
+    """NaN (an undefined ratio, e.g. the gap closed when random = PERFECT) -> null."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
+
+
 def write_summary(path: Path, summary: dict) -> None:
-    path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
 
 
 def summary_table(summary: dict) -> str:

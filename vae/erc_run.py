@@ -84,6 +84,13 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
     baselines = [*base, erc.RANDOM]
 
     fs = cfg.fnmr or default_fs(len(pairs))
+    # an f with no false non-match at all (f N < 1) has a flat zero curve for every method
+    skipped = [f for f in fs if np.floor(f * len(pairs) + 1e-9) < 1]
+    fs = [f for f in fs if f not in skipped]
+    if skipped:
+        log(f"skipped f = {', '.join(map(f_label, skipped))}: fewer than 1/f pairs")
+    if not fs:
+        raise ValueError(f"only {len(pairs)} genuine pairs: no false non-match at any f")
     cfg.out.mkdir(parents=True, exist_ok=True)
     methods = [*qualities, erc.RANDOM, erc.PERFECT]
     results: dict[str, dict] = {}
@@ -113,7 +120,8 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
             }
         best = min(baselines, key=lambda m: areas[m])
         diff = boot[OURS] - boot[best]
-        gap = (boot[erc.RANDOM] - boot[OURS]) / (boot[erc.RANDOM] - boot[erc.PERFECT])
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample with random = PERFECT
+            gap = (boot[erc.RANDOM] - boot[OURS]) / (boot[erc.RANDOM] - boot[erc.PERFECT])
         results[f_label(f)] = {
             "threshold": d_t,
             "false_non_matches": int((pairs.distance > d_t).sum()),
@@ -155,6 +163,7 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
         },
         "methods": methods,
         "fs": [f_label(f) for f in fs],
+        "fs_skipped": [f_label(f) for f in skipped],
         "results": results,
         "seconds": round(time.time() - t0, 1),
     }
