@@ -1,0 +1,205 @@
+"""The whole story over real HTTP with real crops from the arcade clip:
+
+capture while the vault is down (records wait, sealed, in the camera's outbox) -> the vault
+comes up -> `escrow send` delivers every record and empties the outbox -> a judge's warrant
+-> an investigator's request -> two trustees approve with their shares -> `escrow request
+fetch` writes crops equal to what the camera sealed. Once per database engine; the capture
+itself runs once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import cv2
+import pytest
+import sqlalchemy as sa
+from conftest import ApiVault, LiveServer, free_port
+
+from vault import audit, crypto, store, tokens
+from vault.db import make_engine, session_factory
+from vault.keys import KeyStore
+
+
+def escrow(args, env, timeout=600, stdin=None):
+    return subprocess.run(
+        [sys.executable, "-m", "escrow.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        input=stdin,
+    )
+
+
+def rows(url: str) -> dict[str, str]:
+    eng = make_engine(url)
+    with eng.connect() as c:
+        got = dict(c.execute(sa.text("SELECT id, ciphertext_sha256 FROM sealed_records")).all())
+    eng.dispose()
+    return got
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("camera")
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ks = KeyStore(root / "keys")
+    shares = ks.init(t0, k=2, n=3, epochs_ahead=3)
+    (root / "keyring.json").write_text(json.dumps(ks.camera_keyring()))
+    env = {
+        **os.environ,
+        "ESCROW_DATABASE_URL": f"sqlite:///{root / 'outbox.db'}",
+        "ESCROW_KEYS_DIR": str(root / "no-keys-on-a-camera"),
+        "ESCROW_TOKEN": "kfe_the-vault-is-not-up-yet",
+    }
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    r = escrow(
+        [
+            "capture",
+            data_dir / "video" / "arcade-1080p.mp4",
+            "--camera-id",
+            "arcade",
+            "--keyring",
+            root / "keyring.json",
+            "--vault-url",
+            down,
+            "--send-timeout",
+            "2",
+            "--json",
+        ],
+        env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    waiting = rows(env["ESCROW_DATABASE_URL"])
+    assert summary["outbox"]["sent"] == 0 and "unreachable" in summary["outbox"]["last_error"]
+    assert summary["outbox"]["waiting"] == summary["records"] == len(waiting) >= 5
+    return root, ks, shares, t0, env, waiting
+
+
+def test_capture_send_warrant_approve_fetch(camera, db_url, tmp_path, detector):
+    root, ks, shares, t0, cam_env, waiting = camera
+    api = ApiVault(db_url, tmp_path, keystore=ks, shares=shares, t0=t0)
+    _, cam_token = tokens.create(api.ctx.factory, "camera", "arcade", t0)
+    shutil.copy(root / "outbox.db", tmp_path / "outbox.db")
+    outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    server = LiveServer(api.app)
+    try:
+        env = {**cam_env, "ESCROW_DATABASE_URL": outbox_url, "ESCROW_VAULT_URL": server.url}
+        sent = escrow(["send", "--token", cam_token], env)
+        assert sent.returncode == 0, sent.stderr
+        assert f"{len(waiting)} sent, 0 waiting" in sent.stdout
+        assert rows(outbox_url) == {}  # acknowledged records leave the outbox
+        assert rows(db_url) == waiting  # the vault holds exactly the bytes that were sealed
+        again = escrow(["send", "--token", cam_token], env)  # nothing left, nothing doubled
+        assert again.returncode == 0 and rows(db_url) == waiting
+
+        client = {
+            **os.environ,
+            "ESCROW_VAULT_URL": server.url,
+            "ESCROW_REQUESTS_DIR": str(tmp_path / "requests"),
+        }
+        judge = {**client, "ESCROW_TOKEN": api.tokens["Judge Ito"]}
+        made = escrow(
+            [
+                "warrant",
+                "create",
+                "--case",
+                "K-2026-114",
+                "--basis",
+                "§ 100h StPO, order of the AG Köln",
+                "--camera",
+                "arcade",
+                "--from",
+                (t0 - timedelta(hours=1)).isoformat(),
+                "--to",
+                (t0 + timedelta(days=1)).isoformat(),
+                "--valid-from",
+                t0.isoformat(),
+                "--valid-until",
+                (t0 + timedelta(days=3)).isoformat(),
+                "--json",
+            ],
+            judge,
+        )
+        assert made.returncode == 0, made.stderr
+        wid = json.loads(made.stdout)["id"]
+
+        inv = {**client, "ESCROW_TOKEN": api.tokens["Det. Vance"]}
+        listed = escrow(["warrant", "records", wid, "--json"], inv)
+        assert {r["id"] for r in json.loads(listed.stdout)} == set(waiting)
+        asked = escrow(
+            ["request", "create", "--warrant", wid, "--all", "--reason", "r", "--json"], inv
+        )
+        assert asked.returncode == 0, asked.stderr
+        rid = json.loads(asked.stdout)["id"]
+        assert (tmp_path / "requests" / f"{rid}.secret").stat().st_mode & 0o077 == 0
+
+        early = escrow(["request", "fetch", rid, "--out", tmp_path / "crops"], inv)
+        assert early.returncode == 6 and "0 of 2" in early.stderr
+        for name, share in (("Trustee A", shares[0]), ("Trustee B", shares[1])):
+            (tmp_path / "share.txt").write_text(share)
+            tr = {**client, "ESCROW_TOKEN": api.tokens[name]}
+            ok = escrow(["request", "approve", rid, "--share-file", tmp_path / "share.txt"], tr)
+            assert ok.returncode == 0, ok.stderr
+        got = escrow(["request", "fetch", rid, "--out", tmp_path / "crops"], inv)
+        assert got.returncode == 0, got.stderr
+        twice = escrow(["request", "fetch", rid, "--out", tmp_path / "again"], inv)
+        assert twice.returncode != 0
+    finally:
+        server.stop()
+
+    # The released crops are what the camera sealed: open the vault's records independently.
+    master = ks.master_from(shares[1:])
+    factory = session_factory(api.ctx.engine)
+    crops = sorted((tmp_path / "crops").glob("*.jpg"))
+    assert len(crops) == len(waiting)
+    for path in crops:
+        sealed = store.get(factory, path.stem)
+        crop, _ = crypto.open(sealed, ks.epoch_private_key(master, sealed.header.epoch_id))
+        assert path.read_bytes() == crop
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        assert detector.detect(rgb), f"no face in released crop {path.name}"
+    release = json.loads((tmp_path / "crops" / "release.json").read_text())
+    assert {r["ciphertext_sha256"] for r in release["released"]} == set(waiting.values())
+    verdict = audit.verify(api.ctx.factory)
+    assert verdict.ok
+    actions = api.audit_actions()
+    assert actions.count("request.approve") == 2 and actions.count("request.release") == 1
+    api.ctx.engine.dispose()
+
+
+def test_cli_client_errors_are_one_line(tmp_path):
+    env = {**os.environ, "ESCROW_VAULT_URL": f"http://127.0.0.1:{free_port()}"}
+    env.pop("ESCROW_TOKEN", None)
+    r = escrow(["warrant", "list"], env)
+    assert r.returncode == 2 and "no API token" in r.stderr and "Traceback" not in r.stderr
+    r = escrow(["warrant", "list", "--token", "kfe_x"], env)
+    assert r.returncode == 5 and "unreachable" in r.stderr and "Traceback" not in r.stderr
+    r = escrow(
+        [
+            "warrant",
+            "create",
+            "--case",
+            "c",
+            "--basis",
+            "b",
+            "--camera",
+            "a",
+            "--from",
+            "2026-01-01T00:00",
+            "--to",
+            "2026-01-02T00:00Z",
+            "--valid-until",
+            "2026-02-01T00:00Z",
+            "--token",
+            "kfe_x",
+        ],
+        env,
+    )
+    assert r.returncode == 2 and "time zone" in r.stderr
