@@ -35,10 +35,17 @@ def entry_hash(prev_hash: str, n: int, at: datetime, actor: str, action: str, de
     return hashlib.sha256(prev_hash.encode() + b"\x00" + body.encode()).hexdigest()
 
 
-def append(s: Session, actor: str, action: str, detail: dict, now: datetime) -> AuditEntry:
-    """Add an entry in the caller's transaction (flushes, so a conflict surfaces here)."""
+def lock(s: Session) -> None:
+    """Take the trail's writer lock now (PostgreSQL; held to the end of the transaction).
+    An action that reads, then writes what it read about, takes it first, so that two such
+    actions run one after the other instead of racing: they will queue on it anyway."""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+
+
+def append(s: Session, actor: str, action: str, detail: dict, now: datetime) -> AuditEntry:
+    """Add an entry in the caller's transaction (flushes, so a conflict surfaces here)."""
+    lock(s)
     head = s.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).scalar()
     n = (head.id + 1) if head else 1
     prev = head.hash if head else GENESIS

@@ -8,9 +8,10 @@ import hashlib
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from vault import audit, crypto, store, warrants
-from vault.api.deps import CameraCaller, get_ctx
+from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import IngestIn, IngestOut, SealedRecordIn
 from vault.models import KeyEpoch, SealedRecordRow
@@ -68,7 +69,19 @@ def ingest(body: IngestIn, request: Request, caller: CameraCaller):
     ids = [r.record_id for r in body.records]
     if len(set(ids)) != len(ids):
         raise Refused("the same record id appears twice in the batch", 422)
+    for attempt in range(3):
+        try:
+            _store(ctx, body, caller, ids, now)
+            break
+        except IntegrityError:  # a concurrent ingest of the same record or camera won
+            if attempt == 2:
+                raise Refused("concurrent ingests of the same records; retry", 409) from None
+    return IngestOut(stored=ids)
+
+
+def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
     with ctx.factory.begin() as s:
+        audit.lock(s)  # one ingest at a time on PostgreSQL: no duplicate-key races
         epochs = _known_epochs(s, ctx, {r.epoch_id for r in body.records})
         for rec in body.records:
             why = _check(rec, epochs.get(rec.epoch_id), ctx.max_ciphertext_bytes)
@@ -118,4 +131,3 @@ def ingest(body: IngestIn, request: Request, caller: CameraCaller):
             {"new": [r.id for r in new], "repeated": len(ids) - len(new), "held": held},
             now,
         )
-    return IngestOut(stored=ids)
