@@ -56,10 +56,13 @@ def serve(
 ) -> None:
     """Serve the warrant-gated vault API (OpenAPI at /docs). Put it behind TLS: pass
     --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy; shares and crops cross it."""
+    import logging
+
     import uvicorn
 
     from vault.api import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     ctx = build_context(policy, sweep)
     typer.echo(
         f"vault API on http://{host}:{port} (docs at /docs); "

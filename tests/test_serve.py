@@ -1,0 +1,103 @@
+"""`escrow serve`: uvicorn with the API (docs at /docs) and the retention sweeper inside,
+whose first run at start catches up on what fell due while no server ran."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from conftest import free_port
+from sqlalchemy import func, select
+
+from vault import audit, store
+from vault.db import make_engine, session_factory, upgrade
+from vault.keys import CameraKeyring, KeyStore
+from vault.models import SealedRecordRow
+
+
+def _count(factory) -> int:
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(SealedRecordRow))
+
+
+def test_serve_runs_the_api_and_catches_up_on_sweeps(tmp_path):
+    now = datetime.now(UTC)
+    ks = KeyStore(tmp_path / "keys")
+    ks.init(now - timedelta(days=5), k=2, n=3, epochs_ahead=8)
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = session_factory(engine)
+    ring = CameraKeyring(
+        __import__("base64").b64decode(ks.info()["signing_public_key"]), ks.certificates()
+    )
+    with factory.begin() as s:
+        store.register_epochs(s, ks.certificates())
+    from vault.crypto import RecordHeader
+
+    for i, age in enumerate(days * 24 for days in (4, 4, 1)):  # two past 72 h, one not
+        t = now - timedelta(hours=age)
+        key = ring.key_for(t)
+        rid = f"00000000-0000-4000-8000-00000000000{i}"
+        sealed = key.seal(b"\x00jpeg", {}, RecordHeader(rid, "cam", key.cert.epoch_id, t, t, t))
+        store.put(factory, [(sealed, i, 0.0)], t, t + timedelta(hours=72))
+    assert _count(factory) == 3
+
+    port = free_port()
+    env = {**os.environ, "ESCROW_KEYS_DIR": str(ks.root), "ESCROW_DATABASE_URL": url}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "escrow.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert p.poll() is None, p.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/warrants").status_code == 401
+        while _count(factory) != 1:  # the sweep at start erases the two expired records
+            assert time.monotonic() < deadline, "the sweeper did not run at start"
+            time.sleep(0.2)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, errs = p.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught
+    assert p.returncode in (0, -signal.SIGTERM), errs[-2000:]
+    assert "Application shutdown complete" in errs
+    assert "sweeper on" in errs and "retention sweep: {'skipped': False, 'erased': 2" in errs
+    with factory() as s:
+        left = s.scalars(select(SealedRecordRow.id)).all()
+    assert left == ["00000000-0000-4000-8000-000000000002"]
+    assert audit.verify(factory).ok
+    engine.dispose()
+
+
+def test_serve_refuses_to_start_without_an_authority(tmp_path):
+    env = {
+        **os.environ,
+        "ESCROW_KEYS_DIR": str(tmp_path / "none"),
+        "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'v.db'}",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "escrow.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "escrow keys init" in r.stderr and "Traceback" not in r.stderr
