@@ -223,3 +223,22 @@ def test_holds_follow_warrants_and_the_sweeper_obeys(api):
     api.clock.t = api.clock() + after
     res = sweep(api.ctx.engine, api.keystore, api.clock(), after_warrant=after)
     assert res.holds_lifted == 3 and present() == {}
+
+
+def test_auditor_sees_holds_and_detects_tampering(api):
+    from sqlalchemy import select
+
+    from vault.models import AuditEntry
+
+    _stored(api, 2)
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+    rep = api.call("Auditor", "GET", "/retention/report").json()
+    assert [(h["warrant"], h["records_in_scope"]) for h in rep["warrant_holds"]] == [(wid, 2)]
+    ok = api.call("Auditor", "GET", "/audit/verify").json()
+    assert ok["ok"] and ok["entries"] == len(api.audit_actions())
+    with api.ctx.factory.begin() as s:  # someone rewrites who issued the warrant
+        e = s.scalars(select(AuditEntry).where(AuditEntry.action == "warrant.issue")).one()
+        e.actor = "judge:Someone Else"
+        n = e.id
+    bad = api.call("Auditor", "GET", "/audit/verify").json()
+    assert not bad["ok"] and bad["broken_at"] == n

@@ -141,9 +141,12 @@ def sweep(
     return result
 
 
-def report(factory: sessionmaker[Session], now: datetime) -> dict:
+def report(
+    factory: sessionmaker[Session], now: datetime, after_warrant: timedelta | None = None
+) -> dict:
     """For a data-protection officer: what was erased when (from the audit trail), which
-    epoch keys were destroyed, and what is held now past its expiry."""
+    epoch keys were destroyed, what is held now past its expiry, and which warrants hold
+    records (why, and until when)."""
     import json
 
     from vault.models import AuditEntry
@@ -163,6 +166,23 @@ def report(factory: sessionmaker[Session], now: datetime) -> dict:
             .where(SealedRecordRow.legal_hold.is_(True), SealedRecordRow.expires <= now)
             .group_by(SealedRecordRow.camera_id)
         ).all()
+    holds = []
+    if after_warrant is not None:
+        from vault.warrants import hold_until, holding, in_scope, state
+
+        with factory() as s:
+            for w in holding(s, now, after_warrant):
+                n = s.scalar(select(func.count()).select_from(SealedRecordRow).where(in_scope(w)))
+                holds.append(
+                    {
+                        "warrant": w.id,
+                        "case_ref": w.case_ref,
+                        "judge": w.judge,
+                        "state": state(w, now),
+                        "hold_until": hold_until(w, after_warrant).isoformat(),
+                        "records_in_scope": n,
+                    }
+                )
     erased = [
         {
             "at": as_utc(e.at).isoformat(),
@@ -194,4 +214,5 @@ def report(factory: sessionmaker[Session], now: datetime) -> dict:
             }
             for cam, n, oldest in held
         ],
+        "warrant_holds": holds,
     }

@@ -79,13 +79,23 @@ def sweep(
 
 
 @retention_app.command("report")
-def retention_report() -> None:
+def retention_report(
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML (default: ESCROW_POLICY or shipped).")
+    ] = None,
+) -> None:
     """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
     from datetime import UTC, datetime
 
+    from policies.model import PolicyError, load_policy
     from vault.retention import report
 
-    typer.echo(json.dumps(report(db_factory(), datetime.now(UTC)), indent=1))
+    try:
+        pol = load_policy(policy or get_settings().policy)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    rep = report(db_factory(), datetime.now(UTC), pol.legal_hold.after_warrant)
+    typer.echo(json.dumps(rep, indent=1))
 
 
 @policy_app.command("check")

@@ -60,4 +60,4 @@ def verify(
 def retention_report(request: Request, caller: AuditorCaller) -> dict:
     """What was erased when, which epoch keys were destroyed, what is held and why."""
     ctx = get_ctx(request)
-    return retention.report(ctx.factory, ctx.clock())
+    return retention.report(ctx.factory, ctx.clock(), ctx.policy.legal_hold.after_warrant)
