@@ -271,3 +271,8 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def pytest_configure(config):
+    # FastAPI's TestClient imports starlette's, which asks for httpx2; httpx works as is.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx`:DeprecationWarning")
