@@ -102,3 +102,31 @@ def test_facenet_matcher_loads_weights_from_a_file(tmp_path, lfw_dir):
         FacenetMatcher(tmp_path / "bad.pt")
     with pytest.raises(MatcherUnavailable, match="never downloads"):
         FacenetMatcher(tmp_path / "absent.pt")
+
+
+def test_framings_cut_the_same_face_and_are_cached(lfw_dir, tmp_path):
+    from vae.erc_data import Sample, detect_faces, vae_crops
+    from vae.erc_run import weights_framing
+
+    people = ["Colin_Powell", "Hans_Blix"]
+    samples = [Sample(lfw_dir / p / f"{p}_{i:04d}.jpg", p) for p in people for i in (1, 2)]
+    table = detect_faces(samples, tmp_path, progress=False, log=lambda _: None)
+    assert len(table) == 4 and table.no_face == []
+    shipped = vae_crops(table, "margin=0.2", tmp_path)
+    np.testing.assert_array_equal(shipped, table.gray64)
+    tight = vae_crops(table, "margin=0", tmp_path, progress=False)
+    aligned = vae_crops(table, "aligned=0.25", tmp_path, progress=False)
+    for crops in (tight, aligned):
+        assert crops.shape == (4, 64, 64) and crops.dtype == np.uint8
+        assert not np.array_equal(crops, shipped)
+    # a tight square of the box is the middle of the shipped one: close once resized alike
+    import cv2
+
+    mid = [cv2.resize(g[5:59, 5:59], (64, 64), interpolation=cv2.INTER_AREA) for g in shipped]
+    assert np.abs(np.array(mid, float) - tight).mean() < 12
+    assert len(list((tmp_path / "erc").glob("gray64-*"))) == 2
+    with pytest.raises(ValueError, match="unknown framing"):
+        vae_crops(table, "warped=1", tmp_path)
+    assert weights_framing({}) == "margin=0.2"
+    assert weights_framing({"train_config": {"margin": 0.35}}) == "margin=0.35"
+    assert weights_framing({"framing": "aligned=0.25"}) == "aligned=0.25"

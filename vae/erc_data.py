@@ -246,3 +246,36 @@ def recrop_gray64(
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
     return out
+
+
+def aligned_gray64(
+    table: FaceTable, padding: float, cache_dir: Path, progress: bool = True
+) -> np.ndarray:
+    """64x64 gray crops aligned the way dlib's matcher aligns its chips (5 landmarks found in
+    the same box, `dlib.get_face_chip` at 128 px with `padding`, then the usual 64x64 gray
+    preprocessing). Cached. An experiment in framing: see docs/erc.md."""
+    from vae.matchers import DlibMatcher
+
+    cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-aligned{padding:g}.npy"
+    if cache.exists():
+        return np.load(cache)
+    m = DlibMatcher()
+    out = np.empty((len(table), 64, 64), dtype=np.uint8)
+    it = tqdm(range(len(table)), desc=f"aligned crops, padding {padding:g}", disable=not progress)
+    for i in it:
+        chip = m.chip(read_rgb(Path(table.paths[i])), table.boxes[i], size=128, padding=padding)
+        out[i] = np.round(to_gray64(chip, "rgb") * 255.0).astype(np.uint8)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def vae_crops(table: FaceTable, framing: str, cache_dir: Path, progress: bool = True):
+    """The VAE's crops for a framing: "margin=M" (square around the box, the project's way)
+    or "aligned=P" (dlib-aligned chip with padding P)."""
+    kind, _, value = framing.partition("=")
+    if kind == "margin":
+        return recrop_gray64(table, float(value), cache_dir, progress)
+    if kind == "aligned":
+        return aligned_gray64(table, float(value), cache_dir, progress)
+    raise ValueError(f"unknown framing {framing!r} (margin=M or aligned=P)")

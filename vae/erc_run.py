@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from vae import erc
 from vae.baselines import baseline_qualities
-from vae.erc_data import VAE_MARGIN, detect_faces, load_dataset, recrop_gray64
+from vae.erc_data import detect_faces, load_dataset, vae_crops
 from vae.erc_report import f_label, plot_erc, summary_table, write_curves_csv, write_summary
 from vae.matchers import embeddings, make_matcher
 
@@ -32,7 +32,7 @@ class ErcConfig:
     identities: Path | None = None
     weights: Path | None = None
     samples: int = 10
-    margin: float = VAE_MARGIN
+    framing: str | None = None  # None: as the weights were trained (see weights_framing)
     fnmr: list[float] = field(default_factory=list)  # empty: 0.01, 0.05 (+ 0.001 if enough)
     bootstrap: int = 1000
     seed: int = 0
@@ -44,11 +44,14 @@ def default_fs(n_pairs: int) -> list[float]:
     return [0.01, 0.05, 0.001] if n_pairs >= MIN_PAIRS_FOR_0001 else [0.01, 0.05]
 
 
-def vae_qualities(gray64: np.ndarray, weights: Path | None, samples: int, progress: bool):
-    """{"VAE": quality with the complexity floor, "VAE log RP": eq. (2) alone} per row."""
-    from vae.score import QualityScorer
+def weights_framing(record: dict) -> str:
+    """How the weights' training crops were framed: a VAE must be scored on faces framed
+    the same way. `escrow vae train` cuts squares of (1 + margin) x the box."""
+    return record.get("framing") or f"margin={record.get('train_config', {}).get('margin', 0.2):g}"
 
-    scorer = QualityScorer(weights, samples=samples)
+
+def vae_qualities(gray64: np.ndarray, scorer, progress: bool) -> dict[str, np.ndarray]:
+    """{"VAE": quality with the complexity floor, "VAE log RP": eq. (2) alone} per row."""
     grays = gray64.astype(np.float32) / 255.0
     chunks = range(0, len(grays), 512)
     log_rp = np.concatenate(
@@ -73,8 +76,12 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
     if len(pairs) < 20:
         raise ValueError(f"only {len(pairs)} genuine pairs: too few for an ERC")
 
-    gray64 = recrop_gray64(table, cfg.margin, cfg.cache_dir, cfg.progress)
-    per_row = vae_qualities(gray64, cfg.weights, cfg.samples, cfg.progress)
+    from vae.score import QualityScorer
+
+    scorer = QualityScorer(cfg.weights, samples=cfg.samples)
+    framing = cfg.framing or weights_framing(scorer.record)
+    gray64 = vae_crops(table, framing, cfg.cache_dir, cfg.progress)
+    per_row = vae_qualities(gray64, scorer, cfg.progress)
     bar = (lambda it: tqdm(it, desc="BRISQUE", unit="face")) if cfg.progress else None
     base = baseline_qualities(
         table.boxes, table.probs, table.face112, progress=bar or (lambda i: i)
@@ -149,7 +156,7 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
         "matcher": cfg.matcher,
         "weights": str(cfg.weights) if cfg.weights else "vae/weights/vae-celeba.pt",
         "samples_L": cfg.samples,
-        "crop_margin": cfg.margin,
+        "framing": framing,
         "reference": "medoid of each subject's embeddings under the matcher",
         "area": "mean FNMR over rejected fractions r in [0, 0.3] (grid step 0.005)",
         "bootstrap": {"reps": cfg.bootstrap, "resampled": "subjects", "seed": cfg.seed},

@@ -69,12 +69,15 @@ class DlibMatcher:
         self.shape = dlib.shape_predictor(str(shape))
         self.net = dlib.face_recognition_model_v1(str(resnet))
 
-    def chip(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def chip(
+        self, rgb: np.ndarray, box: np.ndarray, size: int = 150, padding: float = 0.25
+    ) -> np.ndarray:
         """The 150x150 chip dlib's ResNet was trained on (5-point alignment, padding 0.25)."""
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         rect = self._dlib.rectangle(x1, y1, x2, y2)
         shape = self.shape(rgb, rect)
-        return self._dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
+        return self._dlib.get_face_chip(rgb, shape, size=size, padding=padding)
 
     def embed(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)

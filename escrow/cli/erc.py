@@ -28,7 +28,12 @@ def erc_command(
     ] = None,
     weights: Annotated[Path | None, typer.Option(help="VAE weights (default: shipped).")] = None,
     samples: Annotated[int, typer.Option("--samples", "-L", min=1, help="Latent samples L.")] = 10,
-    margin: Annotated[float, typer.Option(min=0.0, help="VAE crop margin around the box.")] = 0.2,
+    framing: Annotated[
+        str | None,
+        typer.Option(
+            help="VAE crops: margin=M or aligned=P (default: as the weights were trained)."
+        ),
+    ] = None,
     fnmr: Annotated[
         list[float] | None,
         typer.Option(help="Initial FNMR f (repeat; default 0.01 0.05, + 0.001 from 10k pairs)."),
@@ -47,6 +52,8 @@ def erc_command(
     for f in fnmr or []:
         if not 0.0 < f < 0.5:
             raise UserError(f"--fnmr must lie in (0, 0.5), got {f}")
+    if framing is not None and not framing.startswith(("margin=", "aligned=")):
+        raise UserError(f"unknown framing {framing!r}: use margin=M or aligned=P")
     need_detector()
     setup_torch()
     from vae.erc_run import ErcConfig, run_erc
@@ -62,7 +69,7 @@ def erc_command(
         identities=identities,
         weights=weights or get_settings().vae_weights,
         samples=samples,
-        margin=margin,
+        framing=framing,
         fnmr=list(fnmr or []),
         bootstrap=bootstrap,
         seed=seed,
