@@ -26,16 +26,15 @@ from sqlalchemy.orm import Session
 from vault import crypto, warrants
 from vault.keys import KeyStore, KeyStoreError
 from vault.models import Approval, OpeningRequest, Warrant
+from vault.refusals import Refused
 from vault.store import as_utc, sealed_from_row
 
 SHARE_SUITE = crypto.SUITES["x25519"]
 MAX_RECORDS_PER_REQUEST = 1000
 
 
-class OpeningRefused(Exception):
-    def __init__(self, message: str, status: int = 403):
-        super().__init__(message)
-        self.status = status
+class OpeningRefused(Refused):
+    """The request cannot be made, approved or released (yet)."""
 
 
 def record_ids(req: OpeningRequest) -> list[str]:

@@ -109,26 +109,19 @@ def sweep(
                 return result
         try:
             if after_warrant is not None:
-                with factory.begin() as s:
-                    held, lifted = refresh_holds(s, now, after_warrant)
-                    if held or lifted:
-                        audit.append(
-                            s,
-                            "retention-sweeper",
-                            "sweep.holds",
-                            {"held": held, "lifted": lifted},
-                            now,
-                        )
-                result.holds_set, result.holds_lifted = held, lifted
+                with factory.begin() as s:  # counted in the run's summary entry
+                    result.holds_set, result.holds_lifted = refresh_holds(s, now, after_warrant)
             while ids := _erase_batch(factory, now, batch):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now)
-            with factory() as s:
+            with factory.begin() as s:
                 result.held_expired = s.scalar(
                     select(func.count()).where(
                         SealedRecordRow.expires <= now, SealedRecordRow.legal_hold.is_(True)
                     )
                 )
+                # every run leaves one summary entry, also when it found nothing to do
+                audit.append(s, "retention-sweeper", "sweep.run", result.summary(), now)
         finally:
             if pg:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})

@@ -21,15 +21,12 @@ from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from vault.models import SealedRecordRow, Warrant
+from vault.refusals import Refused
 from vault.store import as_utc
 
 
-class WarrantRefused(Exception):
-    """The warrant cannot be used now (HTTP status in `status`)."""
-
-    def __init__(self, message: str, status: int = 403):
-        super().__init__(message)
-        self.status = status
+class WarrantRefused(Refused):
+    """The warrant cannot be used now."""
 
 
 def _ts(d: datetime) -> str:

@@ -1,6 +1,6 @@
-"""Refusals: one exception type per layer, all answered as {"detail": ...} with their status
-and written to the audit trail (in a transaction of their own: the refused action's
-transaction has been rolled back)."""
+"""Refusals (vault.refusals.Refused and its subclasses) are answered as {"detail": ...}
+with their status and written to the audit trail, in a transaction of their own: the
+refused action's transaction has been rolled back."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ from fastapi.responses import JSONResponse
 
 from vault import audit
 from vault.api.deps import endpoint, get_ctx
-from vault.openings import OpeningRefused
-from vault.warrants import WarrantRefused
+from vault.refusals import Refused
 
-
-class Refused(Exception):
-    def __init__(self, message: str, status: int = 403):
-        super().__init__(message)
-        self.status = status
+__all__ = ["Refused", "install"]
 
 
 def install(app: FastAPI) -> None:
@@ -34,5 +29,4 @@ def install(app: FastAPI) -> None:
         )
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    for kind in (Refused, WarrantRefused, OpeningRefused):
-        app.add_exception_handler(kind, refused)
+    app.add_exception_handler(Refused, refused)

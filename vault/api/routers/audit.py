@@ -21,7 +21,7 @@ router = APIRouter(tags=["audit"])
 def entries(
     request: Request,
     caller: AuditorCaller,
-    after: Annotated[int, Query(ge=0, le=2**62, description="Entries with a larger id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Entries with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
     ctx = get_ctx(request)
