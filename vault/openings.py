@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from vault import crypto, warrants
 from vault.keys import KeyStore, KeyStoreError
-from vault.models import Approval, OpeningRequest, Warrant
+from vault.models import Approval, OpeningRequest, SealedRecordRow, Warrant
 from vault.refusals import Refused
 from vault.store import as_utc, sealed_from_row
 
@@ -232,9 +232,7 @@ def release(
     rows = {r.id: r for r in warrants.scoped_records(s, w, ids)}
     if s.get_bind().dialect.name == "postgresql" and rows:  # the sweeper skips locked rows
         s.execute(
-            select(warrants.SealedRecordRow.id)
-            .where(warrants.SealedRecordRow.id.in_(list(rows)))
-            .with_for_update()
+            select(SealedRecordRow.id).where(SealedRecordRow.id.in_(list(rows))).with_for_update()
         ).all()
     released, withheld = [], {}
     try:
