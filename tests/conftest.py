@@ -275,4 +275,4 @@ def free_port() -> int:
 
 def pytest_configure(config):
     # FastAPI's TestClient imports starlette's, which asks for httpx2; httpx works as is.
-    config.addinivalue_line("filterwarnings", "ignore:Using `httpx`:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
