@@ -242,3 +242,17 @@ def test_auditor_sees_holds_and_detects_tampering(api):
         n = e.id
     bad = api.call("Auditor", "GET", "/audit/verify").json()
     assert not bad["ok"] and bad["broken_at"] == n
+
+
+def test_a_record_erased_before_the_release_is_withheld(api):
+    from vault import store
+
+    recs, crops = _stored(api, 2)
+    ids = [r["record_id"] for r in recs]
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+    rid, secret = _approved(api, wid, ids)
+    store.delete(api.ctx.factory, ids[:1])  # e.g. erased by an erasure order meanwhile
+    out = api.release(rid, secret).json()
+    assert [c["record_id"] for c in out["released"]] == ids[1:]
+    assert base64.b64decode(out["released"][0]["jpeg"]) == crops[ids[1]]
+    assert list(out["withheld"]) == ids[:1] and "erased" in out["withheld"][ids[0]]
