@@ -31,14 +31,14 @@ def sample_face_table(scorer) -> list[tuple[str, float, float]]:
     from vae.data import to_gray64
     from vae.degrade import DEGRADATIONS
 
-    face = to_gray64(astronaut_face(), "rgb")
+    face = scorer.prepare(astronaut_face(), "rgb")
     rows = {"astronaut face (original)": face}
     rows.update({f"  ... {k.replace('_', ' ')}": f(face) for k, f in DEGRADATIONS.items()})
     rows["not a face: coffee cup"] = to_gray64(data.coffee()[100:300, 200:400], "rgb")
     rows["not a face: brick wall"] = to_gray64(data.brick()[:128, :128])
     grays = np.stack(list(rows.values()))
     log_rp = scorer.log_rp(grays)
-    quality = log_rp - scorer.complexity_penalty(grays)
+    quality = log_rp + scorer.complexity_correction(grays)
     table = zip(rows, map(float, quality), map(float, log_rp), strict=True)
     return sorted(table, key=lambda r: -r[1])
 

@@ -41,14 +41,21 @@ def test_degraded_face_scores_below_its_original(name, table):
     assert row["quality_below"] >= 0.90
 
 
-def test_complexity_floor_leaves_noise_and_rotation_to_the_likelihood(scorer, heldout_faces, table):
-    """The floor only lowers crops simpler than a typical face: noisy faces are more complex
-    (no penalty), and flipping a face does not change its complexity, so for both the
-    paper's log RP alone decides."""
-    noisy = np.stack([DEGRADATIONS["noise"](g) for g in heldout_faces])
-    assert np.mean(scorer.complexity_penalty(noisy) == 0) >= 0.9
+def test_complexity_correction_depends_on_code_length_alone(scorer, heldout_faces, table):
+    """The correction is a function of a crop's PNG code length: flipping a face does not
+    change its complexity, so the paper's log RP alone decides there; a blurred face is
+    simpler than its original and is corrected down. With the one-sided floor, noisy faces
+    (more complex) get no correction at all and the likelihood alone judges them."""
     assert abs(table["upside_down"]["quality_below"] - table["upside_down"]["log_rp_below"]) <= 0.02
-    assert np.all(scorer.complexity_penalty(heldout_faces) >= 0)
+    blurred = np.stack([DEGRADATIONS["blur"](g) for g in heldout_faces])
+    c0, cb = scorer.complexity_correction(heldout_faces), scorer.complexity_correction(blurred)
+    assert np.mean(cb < c0) >= 0.9
+    if scorer.complexity == "floor":
+        noisy = np.stack([DEGRADATIONS["noise"](g) for g in heldout_faces])
+        assert np.mean(scorer.complexity_correction(noisy) == 0) >= 0.9
+        assert np.all(c0 <= 0)
+    else:  # Serra's full ratio: ln 2 x (bits - bits_ref), centred on the median training face
+        assert abs(np.median(c0)) < 0.1 * np.abs(c0).max()
 
 
 def _textures(rng: np.random.Generator) -> list[np.ndarray]:

@@ -227,21 +227,27 @@ def detect_faces(
 
 
 def recrop_gray64(
-    table: FaceTable, margin: float, cache_dir: Path, progress: bool = True
+    table: FaceTable,
+    margin: float,
+    cache_dir: Path,
+    progress: bool = True,
+    max_side: int | None = None,
 ) -> np.ndarray:
-    """The VAE's 64x64 crops cut with another margin around the same boxes (cached): for
-    scoring a model trained with a different framing."""
-    if margin == VAE_MARGIN:
+    """The VAE's 64x64 crops in another framing (vae/framing.py) around the same boxes
+    (cached): for scoring a model trained with that framing."""
+    if margin == VAE_MARGIN and max_side is None:
         return table.gray64
-    from vae.faces import cut_crop
+    from vae.framing import Framing
 
-    cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-m{margin:g}.npy"
+    framing = Framing(margin, max_side)
+    side = f"-s{max_side}" if max_side else ""
+    cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-m{margin:g}{side}.npy"
     if cache.exists():
         return np.load(cache)
     out = np.empty((len(table), 64, 64), dtype=np.uint8)
-    it = tqdm(range(len(table)), desc=f"crops, margin {margin:g}", disable=not progress)
+    it = tqdm(range(len(table)), desc=f"crops, {framing.describe()}", disable=not progress)
     for i in it:
-        g = to_gray64(cut_crop(read_rgb(Path(table.paths[i])), table.boxes[i], margin), "rgb")
+        g = to_gray64(framing.from_image(read_rgb(Path(table.paths[i])), table.boxes[i]), "rgb")
         out[i] = np.round(g * 255.0).astype(np.uint8)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
@@ -271,11 +277,16 @@ def aligned_gray64(
 
 
 def vae_crops(table: FaceTable, framing: str, cache_dir: Path, progress: bool = True):
-    """The VAE's crops for a framing: "margin=M" (square around the box, the project's way)
-    or "aligned=P" (dlib-aligned chip with padding P)."""
-    kind, _, value = framing.partition("=")
+    """The VAE's crops for a framing: "margin=M[,max_side=S]" (square around the box, the
+    project's way, optionally resolution-capped) or "aligned=P" (dlib-aligned chip, padding P)."""
+    head, _, rest = framing.partition(",")
+    kind, _, value = head.partition("=")
     if kind == "margin":
-        return recrop_gray64(table, float(value), cache_dir, progress)
+        extra = dict(kv.partition("=")[::2] for kv in rest.split(",")) if rest else {}
+        if set(extra) - {"max_side"}:
+            raise ValueError(f"unknown framing {framing!r} (margin=M[,max_side=S])")
+        side = int(extra["max_side"]) if extra.get("max_side") else None
+        return recrop_gray64(table, float(value), cache_dir, progress, side)
     if kind == "aligned":
         return aligned_gray64(table, float(value), cache_dir, progress)
     raise ValueError(f"unknown framing {framing!r} (margin=M or aligned=P)")

@@ -47,7 +47,11 @@ def default_fs(n_pairs: int) -> list[float]:
 def weights_framing(record: dict) -> str:
     """How the weights' training crops were framed: a VAE must be scored on faces framed
     the same way. `escrow vae train` cuts squares of (1 + margin) x the box."""
-    return record.get("framing") or f"margin={record.get('train_config', {}).get('margin', 0.2):g}"
+    if record.get("framing"):
+        return record["framing"]
+    cfg = record.get("train_config", {})
+    side = f",max_side={cfg['max_side']}" if cfg.get("max_side") else ""
+    return f"margin={cfg.get('margin', 0.2):g}{side}"
 
 
 def vae_qualities(gray64: np.ndarray, scorer, progress: bool) -> dict[str, np.ndarray]:
@@ -61,7 +65,7 @@ def vae_qualities(gray64: np.ndarray, scorer, progress: bool) -> dict[str, np.nd
         ]
         or [np.zeros(0)]
     )
-    return {OURS: log_rp - scorer.complexity_penalty(grays), "VAE log RP": log_rp}
+    return {OURS: log_rp + scorer.complexity_correction(grays), "VAE log RP": log_rp}
 
 
 def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:

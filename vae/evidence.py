@@ -9,7 +9,8 @@ import numpy as np
 
 from vae.data import list_images, read_rgb, to_gray64
 from vae.degrade import DEGRADATIONS
-from vae.faces import FaceDetector, cut_crop, largest_face
+from vae.faces import FaceDetector, largest_face
+from vae.framing import Framing
 from vae.train import read_identities, split_holdout
 
 
@@ -26,6 +27,7 @@ def heldout_celeba_faces(
     if not held or record["holdout_first"] != held[0].name:
         raise AssertionError("held-out split does not match the weights' training record")
     train_ids = {ids.get(p.name) for p in train}
+    framing = Framing.from_record(record)
     grays, names = [], []
     for p in held[:n]:
         if ids.get(p.name) in train_ids:
@@ -33,7 +35,7 @@ def heldout_celeba_faces(
         rgb = read_rgb(p)
         face = largest_face(detector.detect(rgb))
         if face is not None:
-            grays.append(to_gray64(cut_crop(rgb, face.box), "rgb"))
+            grays.append(to_gray64(framing.from_image(rgb, face.box), "rgb"))
             names.append(p.name)
     return np.stack(grays), names
 
@@ -42,12 +44,12 @@ def degradation_table(scorer, grays: np.ndarray) -> dict[str, dict[str, float]]:
     """For each degradation: the fraction of faces whose degraded copy scores below the
     original, under the quality score and under the paper's raw log RP."""
     base_rp = scorer.log_rp(grays)
-    base_q = base_rp - scorer.complexity_penalty(grays)
+    base_q = base_rp + scorer.complexity_correction(grays)
     out = {}
     for name, fn in DEGRADATIONS.items():
         d = np.stack([fn(g) for g in grays])
         rp = scorer.log_rp(d)
-        q = rp - scorer.complexity_penalty(d)
+        q = rp + scorer.complexity_correction(d)
         out[name] = {
             "quality_below": float(np.mean(q < base_q)),
             "log_rp_below": float(np.mean(rp < base_rp)),

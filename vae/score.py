@@ -2,16 +2,18 @@
 
 Two numbers per crop:
 - `log_rp`: the paper's log reconstruction probability, eq. (2), exactly.
-- `quality`: log_rp with a complexity floor. Likelihood models give *simple* images high
-  density (Nalisnick et al., ICLR 2019): measured on held-out CelebA faces, log_rp alone
-  ranks a sigma=3 blurred face above its sharp original for 93% of faces and a 4x
-  down-and-up-sampled one for 100% (vae/MODEL_CARD.md). Following Serra et al. (ICLR 2020,
-  "Input complexity and out-of-distribution detection"), a crop's complexity is its lossless
-  PNG code length; a crop *simpler* than the median training face loses, in nats, what it
-  saves in code length:
-      quality(x) = log_rp(x) - ln 2 * max(0, bits_ref - bits_png(x))
-  Crops at least as complex as a typical training face keep the paper's score unchanged, so
-  noise (more complex, lower log_rp) is still judged by the likelihood alone.
+- `quality`: log_rp with a correction for input complexity. Likelihood models give *simple*
+  images high density (Nalisnick et al., ICLR 2019): measured on held-out CelebA faces,
+  log_rp alone ranks a sigma=3 blurred face above its sharp original for 93% of faces and a
+  4x down-and-up-sampled one for 100% (vae/MODEL_CARD.md). Following Serra et al. (ICLR
+  2020, "Input complexity and out-of-distribution detection"), a crop's complexity is its
+  lossless PNG code length bits_png(x), and bits_ref is that of the median training face.
+  Two forms, chosen at training time and stored with the weights:
+      "floor": quality(x) = log_rp(x) - ln 2 * max(0, bits_ref - bits_png(x))
+      "full":  quality(x) = log_rp(x) + ln 2 * (bits_png(x) - bits_ref)
+  The floor only lowers crops simpler than a typical face (noise is left to the likelihood);
+  the full form is Serra's likelihood ratio against a generic compressor, which on the tight
+  inner-face framing predicted recognition errors best (docs/erc.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from vae.data import ChannelOrder, to_batch, to_gray64
+from vae.framing import CAPTURE_MARGIN, Framing
 from vae.model import VAE, VAEConfig, fused_for_inference
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "vae-celeba.pt"
@@ -31,6 +34,7 @@ WEIGHTS_FORMAT = "keyframe-escrow-vae/1"
 
 
 LN2 = float(np.log(2.0))
+COMPLEXITY_FORMS = ("floor", "full")
 
 
 def png_bits(grays: np.ndarray) -> np.ndarray:
@@ -93,6 +97,11 @@ class QualityScorer:
                 "weights lack the complexity reference (complexity_ref_bits); retrain them "
                 "with `escrow vae train`"
             )
+        cfg = self.record.get("train_config", {})
+        self.complexity = cfg.get("complexity", "floor")
+        if self.complexity not in COMPLEXITY_FORMS:
+            raise WeightsError(f"unknown complexity correction {self.complexity!r}")
+        self.framing = Framing.from_record(self.record)
         self.model = fused_for_inference(base)
         self.batch_size = batch_size
         g = torch.Generator().manual_seed(seed)
@@ -109,17 +118,31 @@ class QualityScorer:
             out.append(self.model.log_reconstruction_probability(xb, self.eps))
         return torch.cat(out).double().numpy()
 
-    def complexity_penalty(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor):
-        """Nats by which each crop is simpler than the median training face (>= 0)."""
+    def complexity_correction(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor):
+        """Nats added to log_rp for each crop's complexity (the floor form: <= 0)."""
         g = grays[:, 0].numpy() if isinstance(grays, torch.Tensor) else np.asarray(grays)
-        return LN2 * np.maximum(0.0, self.bits_ref - png_bits(g))
+        excess = png_bits(g) - self.bits_ref
+        return LN2 * (excess if self.complexity == "full" else np.minimum(0.0, excess))
 
     def score_gray(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> np.ndarray:
-        """Quality of preprocessed crops (log_rp with the complexity floor); higher = better."""
+        """Quality of preprocessed crops (log_rp + the complexity correction); higher = better."""
         if len(grays) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self.log_rp(grays) - self.complexity_penalty(grays)
+        return self.log_rp(grays) + self.complexity_correction(grays)
 
-    def score(self, crops: Sequence[np.ndarray], order: ChannelOrder = "rgb") -> np.ndarray:
-        """Quality of raw face crops (any size; RGB/BGR/gray) -> (N,) float64."""
-        return self.score_gray([to_gray64(c, order) for c in crops])
+    def prepare(
+        self, crop: np.ndarray, order: ChannelOrder = "rgb", crop_margin: float = CAPTURE_MARGIN
+    ) -> np.ndarray:
+        """A square face crop cut at `crop_margin` -> the 64x64 gray input in this model's
+        framing (its inner square, resolution-capped)."""
+        return to_gray64(self.framing.from_crop(crop, crop_margin), order)
+
+    def score(
+        self,
+        crops: Sequence[np.ndarray],
+        order: ChannelOrder = "rgb",
+        crop_margin: float = CAPTURE_MARGIN,
+    ) -> np.ndarray:
+        """Quality of raw square face crops cut at `crop_margin` around the MTCNN box (any
+        size; RGB/BGR/gray) -> (N,) float64."""
+        return self.score_gray([self.prepare(c, order, crop_margin) for c in crops])

@@ -45,7 +45,11 @@ class TrainConfig:
     # while the likelihood is always of the clean face. 0 gives the paper's plain VAE.
     denoise: float = 0.5
     identities: str | None = None
+    # Framing of the training crops (vae/framing.py): a square of (1 + margin) x the box,
+    # shrunk to at most max_side px; the scorer frames every face it scores the same way.
     margin: float = 0.2
+    max_side: int | None = None
+    complexity: str = "floor"  # the score's complexity correction (vae/score.py)
     min_face_size: int = 20
     limit: int | None = None
     threads: int | None = None
@@ -76,7 +80,7 @@ def read_identities(path: str | Path) -> dict[str, str]:
 
 def _cache_key(paths: list[Path], cfg: TrainConfig) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([CROP_VERSION, cfg.margin, cfg.min_face_size]).encode())
+    h.update(json.dumps([CROP_VERSION, cfg.margin, cfg.max_side, cfg.min_face_size]).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}\n".encode())
@@ -92,8 +96,10 @@ def crop_faces(
         z = np.load(cache, allow_pickle=False)
         log(f"face crops: {len(z['crops'])} from cache {cache}")
         return z["crops"], [str(s) for s in z["paths"]]
-    from vae.faces import FaceDetector, cut_crop, largest_face
+    from vae.faces import FaceDetector, largest_face
+    from vae.framing import Framing
 
+    framing = Framing(cfg.margin, cfg.max_side)
     det = FaceDetector(min_face_size=cfg.min_face_size)
     grays, kept, missed = [], [], 0
     for p in tqdm(paths, desc="MTCNN crops", unit="img"):
@@ -106,7 +112,7 @@ def crop_faces(
         if face is None:
             missed += 1
             continue
-        grays.append(to_gray64(cut_crop(rgb, face.box, cfg.margin), "rgb"))
+        grays.append(to_gray64(framing.from_image(rgb, face.box), "rgb"))
         kept.append(str(p))
     if not grays:
         raise ValueError("no face found in any training image")
@@ -193,6 +199,8 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown lr schedule: {cfg.schedule}")
+    if cfg.complexity not in ("floor", "full"):
+        raise ValueError(f"unknown complexity correction: {cfg.complexity} (floor or full)")
     history: list[dict] = []
     start_epoch = 0
     ckpt = checkpoint_path(out)

@@ -19,7 +19,9 @@ def quality(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     weights: Annotated[Path | None, typer.Option(help="VAE weights (default: shipped).")] = None,
     samples: Annotated[int, typer.Option("--samples", "-L", min=1, help="Latent samples L.")] = 10,
-    margin: Annotated[float, typer.Option(help="Crop margin around the MTCNN box.")] = 0.2,
+    margin: Annotated[
+        float, typer.Option(help="Margin of the crop cut around the MTCNN box (as captured).")
+    ] = 0.2,
 ) -> None:
     """Score the main (largest) face of each image: `<path>\\t<score>`, higher is better.
 
@@ -43,16 +45,16 @@ def quality(
             if face is None:
                 raise ValueError(f"no face found in {path}")
             entry["box"] = [round(v, 1) for v in face.box]
-            crops.append((len(results), cut_crop(rgb, face.box, margin)))
+            crops.append(
+                (len(results), scorer.prepare(cut_crop(rgb, face.box, margin), "rgb", margin))
+            )
         except (OSError, ValueError) as exc:
             entry["error"] = str(exc)
         results.append(entry)
     if crops:
-        from vae.data import to_gray64
-
-        grays = np.stack([to_gray64(c, "rgb") for _, c in crops])
+        grays = np.stack([g for _, g in crops])
         log_rp = scorer.log_rp(grays)
-        quality = log_rp - scorer.complexity_penalty(grays)
+        quality = log_rp + scorer.complexity_correction(grays)
         for (i, _), q, lrp in zip(crops, quality, log_rp, strict=True):
             results[i]["score"] = round(float(q), 3)
             results[i]["log_rp"] = round(float(lrp), 3)
@@ -88,6 +90,17 @@ def vae_train(
         float, typer.Option(min=0.0, max=1.0, help="Fraction of degraded encoder inputs.")
     ] = 0.5,
     limit: Annotated[int | None, typer.Option(help="Use at most N training images.")] = None,
+    margin: Annotated[
+        float,
+        typer.Option(min=-0.6, max=1.0, help="Framing: square of (1 + margin) x the MTCNN box."),
+    ] = 0.2,
+    max_side: Annotated[
+        int | None, typer.Option(min=16, help="Framing: shrink crops larger than this (px).")
+    ] = None,
+    complexity: Annotated[
+        str, typer.Option(help="Complexity correction of the score: 'floor' or 'full'.")
+    ] = "floor",
+    latent_dim: Annotated[int, typer.Option(min=2, help="Size of the latent code z.")] = 128,
     resume: Annotated[bool, typer.Option(help="Continue from the per-epoch checkpoint.")] = False,
 ) -> None:
     """Train the quality VAE (paper defaults: Adam, lr 0.005, batch 144, 10 epochs)."""
@@ -97,6 +110,7 @@ def vae_train(
         raise UserError(f"no such identity file: {identities}")
     need_detector()
     setup_torch()
+    from vae.model import VAEConfig
     from vae.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -111,6 +125,10 @@ def vae_train(
         identities=str(identities) if identities else None,
         denoise=denoise,
         limit=limit,
+        margin=margin,
+        max_side=max_side,
+        complexity=complexity,
+        model={**VAEConfig().to_dict(), "latent_dim": latent_dim},
         threads=get_settings().threads,
     )
     try:
