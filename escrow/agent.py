@@ -18,6 +18,7 @@ from escrow.detect import FrameDetector
 from escrow.select import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
+from vae.framing import CAPTURE_MARGIN
 from vault import crypto, store
 from vault.keys import CameraKeyring
 
@@ -77,6 +78,7 @@ class CaptureAgent:
         on_sealed: Callable[[str, dict], None] | None = None,
     ):
         self.cfg, self.detector, self.scorer = cfg, detector, scorer
+        self.margin = getattr(detector, "margin", CAPTURE_MARGIN)
         self.keyring, self.factory, self.clock = keyring, factory, clock
         self.tracker = Tracker(cfg.max_distance, cfg.max_missed)
         self.best = BestCrops()
@@ -150,7 +152,12 @@ class CaptureAgent:
         for frame in source:
             dets = self.detector(frame.bgr)
             summary.faces_detected += len(dets)
-            qualities = self.scorer.score([d.crop for d in dets], order="bgr") if dets else []
+            # the sealed crop is cut at the detector's margin; the scorer takes its own framing
+            qualities = (
+                self.scorer.score([d.crop for d in dets], order="bgr", crop_margin=self.margin)
+                if dets
+                else []
+            )
             ids, ended = self.tracker.update([d.box for d in dets], frame.index, frame.time)
             for d, tid, q in zip(dets, ids, qualities, strict=True):
                 seen_tracks.add(tid)

@@ -56,7 +56,7 @@ class ScriptedDetector:
 
 
 class QualityFromPixel:
-    def score(self, crops, order="bgr"):
+    def score(self, crops, order="bgr", crop_margin=0.2):
         return np.array([c[0, 0, 0] + 256.0 * c[0, 0, 1] for c in crops])
 
 

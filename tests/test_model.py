@@ -111,8 +111,9 @@ def test_score_is_deterministic_and_batch_independent(scorer):
     a = scorer.score_gray(crops)
     b = scorer.score_gray(crops[::-1].copy())[::-1]
     c = np.array([scorer.score_gray(crops[i : i + 1])[0] for i in range(7)])
-    assert np.allclose(a, b, rtol=0, atol=1e-2)
-    assert np.allclose(a, c, rtol=0, atol=1e-2)
+    # float32 sums over 4,096 pixels in another batch layout: rounding of ~1e-7 relative
+    assert np.allclose(a, b, rtol=1e-6, atol=1e-2)
+    assert np.allclose(a, c, rtol=1e-6, atol=1e-2)
     from vae.score import QualityScorer
 
     again = QualityScorer(scorer_weights()).score_gray(
