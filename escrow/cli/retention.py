@@ -59,9 +59,15 @@ def sweep(
     if once:
         one_sweep()
         return
-    from apscheduler.schedulers.blocking import BlockingScheduler
+    import signal
+    import time
 
-    sched = BlockingScheduler(timezone="UTC")
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    # The jobs run in a worker thread and the main thread only waits, in short sleeps: a
+    # SIGINT/SIGTERM that the kernel hands to the worker thread would not wake a main thread
+    # blocked in one long wait (the scheduler's own, up to `every`), only one that sleeps briefly.
+    sched = BackgroundScheduler(timezone="UTC")
     # The first run is now: whatever fell due while no sweeper ran is caught up at start.
     sched.add_job(
         one_sweep,
@@ -72,9 +78,18 @@ def sweep(
         coalesce=True,
     )
     typer.echo(f"sweeping every {pol.sweep.every}; Ctrl-C to stop", err=True)
+
+    def stop(signum, frame):  # SIGTERM (a service manager) stops it like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    sched.start()
     try:
-        sched.start()
-    except (KeyboardInterrupt, SystemExit):
+        while sched.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
         sched.shutdown(wait=False)
 
 
