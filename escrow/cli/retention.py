@@ -82,6 +82,10 @@ def sweep(
     def stop(signum, frame):  # SIGTERM (a service manager) stops it like Ctrl-C
         raise KeyboardInterrupt
 
+    # Installed explicitly, SIGINT too: a process started with SIGINT ignored (nohup, some
+    # supervisors, a parent that ignores it) inherits that, and Python then never raises
+    # KeyboardInterrupt, so Ctrl-C would not stop the daemon.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     sched.start()
     try:
