@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
 from vae.degrade import random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
-from vae.score import complexity_reference
+from vae.score import COMPLEXITY_FORMS, complexity_reference
 
 CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
 
@@ -199,7 +199,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown lr schedule: {cfg.schedule}")
-    if cfg.complexity not in ("floor", "full"):
+    if cfg.complexity not in COMPLEXITY_FORMS:
         raise ValueError(f"unknown complexity correction: {cfg.complexity} (floor or full)")
     history: list[dict] = []
     start_epoch = 0
