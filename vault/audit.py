@@ -4,8 +4,9 @@ Entry n carries hash_n = SHA-256(hash_{n-1} || canonical(n, time, actor, action,
 Ids are explicit and consecutive, so editing, deleting, inserting or reordering entries breaks
 a link that `verify` reports. Appends happen inside the caller's transaction: if the entry
 cannot be written, the action it records fails with it (fail closed). Concurrent appenders are
-serialised by a transaction-scoped advisory lock on PostgreSQL and by the primary key
-everywhere (a loser retries on the new head).
+serialised by a writer lock held to the end of the transaction (an advisory lock on
+PostgreSQL, SQLite's own write lock there), and the primary key still refuses a second entry
+n should anything slip past (the loser retries on the new head).
 """
 
 from __future__ import annotations
@@ -36,11 +37,20 @@ def entry_hash(prev_hash: str, n: int, at: datetime, actor: str, action: str, de
 
 
 def lock(s: Session) -> None:
-    """Take the trail's writer lock now (PostgreSQL; held to the end of the transaction).
+    """Take the trail's writer lock now, held to the end of the transaction.
     An action that reads, then writes what it read about, takes it first, so that two such
-    actions run one after the other instead of racing: they will queue on it anyway."""
-    if s.get_bind().dialect.name == "postgresql":
+    actions run one after the other instead of racing: they will queue on it anyway.
+
+    On SQLite the driver opens a transaction only at the first write, so the head read by
+    `append` was read outside it, and under load a writer could lose the race for entry n
+    time after time (CI saw one lose 20 in a row). A write that touches no row starts the
+    transaction and takes SQLite's write lock (waiting out the busy timeout like any writer),
+    so the read that follows sees the true head."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    elif dialect == "sqlite":
+        s.execute(text("UPDATE audit_log SET id = id WHERE 0"))
 
 
 def append(s: Session, actor: str, action: str, detail: dict, now: datetime) -> AuditEntry:
