@@ -91,6 +91,10 @@ def test_medoid_reference_and_genuine_pairs():
     assert sorted(probe_ref) == [(0, 1), (2, 1), (4, 3)]
     got = dict(zip(pairs.probe.tolist(), pairs.distance.tolist(), strict=True))
     assert got == {0: 1.0, 2: 4.0, 4: 1.0}
+    other = erc.genuine_pairs(subjects, emb, {"a": 2, "b": 4, "c": 5})  # another rule's picks
+    probe_ref = zip(other.probe.tolist(), other.reference.tolist(), strict=True)
+    assert sorted(probe_ref) == [(0, 2), (1, 2), (3, 4)]
+    assert sorted(other.distance.tolist()) == [1.0, 4.0, 5.0]
 
 
 def test_bootstrap_resamples_subjects_and_recomputes_the_threshold():

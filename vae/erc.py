@@ -55,9 +55,12 @@ def medoid_references(subjects: np.ndarray, emb: np.ndarray) -> dict[str, int]:
     return refs
 
 
-def genuine_pairs(subjects: np.ndarray, emb: np.ndarray) -> Pairs:
-    """The reference of each subject with each of that subject's other images."""
-    refs = medoid_references(subjects, emb)
+def genuine_pairs(
+    subjects: np.ndarray, emb: np.ndarray, references: dict[str, int] | None = None
+) -> Pairs:
+    """The reference of each subject (default: the medoid; or the row given per subject, to
+    try another rule) with each of that subject's other images."""
+    refs = medoid_references(subjects, emb) if references is None else references
     names = [s for s in refs if (subjects == s).sum() >= 2]
     index = {s: i for i, s in enumerate(names)}
     probe, ref, subj = [], [], []
