@@ -64,3 +64,20 @@ def test_train_refuses_a_folder_without_images(tmp_path):
     (tmp_path / "empty").mkdir()
     r = escrow_train(tmp_path, tmp_path / "empty", tmp_path / "w.pt")
     assert r.returncode == 2 and "no images found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_options_travel_with_the_weights(tmp_path, small_set):
+    """Framing, complexity form, latent size and sigma bound reach the weights' record, and
+    the scorer that loads them frames and bounds as trained."""
+    w = tmp_path / "w.pt"
+    train(tmp_path, small_set, w, "--epochs", "1", "--margin", "-0.4", "--max-side", "34",
+          "--complexity", "full", "--latent-dim", "16", "--sigma-min", "0.05")  # fmt: skip
+    model, record = load_vae(w)
+    cfg = record["train_config"]
+    assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "full")
+    assert model.cfg.latent_dim == 16 and model.cfg.sigma_min == 0.05
+    with torch.no_grad():
+        _, sigma = model.decoder(torch.randn(8, 16) * 5)
+    assert float(sigma.min()) >= 0.05
+    s = QualityScorer(w)
+    assert (s.framing.margin, s.framing.max_side, s.complexity) == (-0.4, 34, "full")

@@ -101,6 +101,10 @@ def vae_train(
         str, typer.Option(help="Complexity correction of the score: 'floor' or 'full'.")
     ] = "floor",
     latent_dim: Annotated[int, typer.Option(min=2, help="Size of the latent code z.")] = 128,
+    sigma_min: Annotated[
+        float,
+        typer.Option(min=0.001, max=0.4, help="Lower bound of the likelihood's sigma (pixels)."),
+    ] = 0.01,
     resume: Annotated[bool, typer.Option(help="Continue from the per-epoch checkpoint.")] = False,
 ) -> None:
     """Train the quality VAE (paper defaults: Adam, lr 0.005, batch 144, 10 epochs)."""
@@ -128,7 +132,7 @@ def vae_train(
         margin=margin,
         max_side=max_side,
         complexity=complexity,
-        model={**VAEConfig().to_dict(), "latent_dim": latent_dim},
+        model={**VAEConfig().to_dict(), "latent_dim": latent_dim, "sigma_min": sigma_min},
         threads=get_settings().threads,
     )
     try:
