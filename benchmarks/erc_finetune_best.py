@@ -23,9 +23,16 @@ import torch
 
 from escrow.settings import get_settings
 from vae.data import list_images, to_batch
-from vae.degrade import random_degradations
 from vae.score import QualityScorer, load_vae
-from vae.train import TrainConfig, crop_faces, read_identities, save_weights, split_holdout
+from vae.train import (
+    TrainConfig,
+    crop_faces,
+    read_identities,
+    save_weights,
+    set_cosine_lr,
+    split_holdout,
+    train_step,
+)
 
 
 def main() -> None:
@@ -58,17 +65,8 @@ def main() -> None:
     for epoch in range(args.epochs):
         perm, total = torch.randperm(n), 0.0
         for step in range(steps):
-            progress = (epoch * steps + step) / (args.epochs * steps)
-            for group in opt.param_groups:
-                group["lr"] = 0.5 * args.lr * (1.0 + math.cos(math.pi * progress))
-            x = data[perm[step * bs : (step + 1) * bs]]
-            flip = torch.rand(len(x)) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            res = model(random_degradations(x, cfg.denoise), target=x)
-            opt.zero_grad(set_to_none=True)
-            res["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
-            opt.step()
+            set_cosine_lr(opt, args.lr, (epoch * steps + step) / (args.epochs * steps))
+            x, res = train_step(model, opt, data[perm[step * bs : (step + 1) * bs]], cfg.denoise)
             total += res["loss"].item() * len(x)
         print(f"epoch {epoch + 1}: -ELBO {total / n:.1f} ({time.time() - t0:.0f} s)", flush=True)
     model.eval()

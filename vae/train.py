@@ -175,6 +175,27 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.stem + ".ckpt.pt")
 
 
+def set_cosine_lr(opt: torch.optim.Optimizer, base_lr: float, progress: float) -> None:
+    """Cosine decay from base_lr to 0 over the run (progress in [0, 1))."""
+    for group in opt.param_groups:
+        group["lr"] = 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
+
+
+def train_step(
+    model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, denoise: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step of the (denoising) ELBO on a batch of clean faces, randomly mirrored
+    (faces are left-right symmetric); returns the batch as trained on and the losses."""
+    flip = torch.rand(len(x)) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    res = model(random_degradations(x, denoise) if denoise else x, target=x)
+    opt.zero_grad(set_to_none=True)
+    res["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
+    opt.step()
+    return x, res
+
+
 def train(
     cfg: TrainConfig, cache_dir: Path, resume: bool = False, log: Callable[[str], None] = print
 ) -> dict:
@@ -225,18 +246,9 @@ def train(
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for step in bar:
             if cfg.schedule == "cosine":
-                progress = (epoch * steps + step) / (cfg.epochs * steps)
-                for group in opt.param_groups:
-                    group["lr"] = 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
+                set_cosine_lr(opt, cfg.lr, (epoch * steps + step) / (cfg.epochs * steps))
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = data[idx]
-            flip = torch.rand(len(x)) < 0.5  # faces are left-right symmetric
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            res = model(random_degradations(x, cfg.denoise) if cfg.denoise else x, target=x)
-            opt.zero_grad(set_to_none=True)
-            res["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
-            opt.step()
+            x, res = train_step(model, opt, data[idx], cfg.denoise)
             for k in sums:
                 sums[k] += res[k].item() * len(x)
             bar.set_postfix(loss=f"{sums['loss'] / ((step * cfg.batch_size) + len(x)):.1f}")
