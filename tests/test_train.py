@@ -71,13 +71,35 @@ def test_train_options_travel_with_the_weights(tmp_path, small_set):
     the scorer that loads them frames and bounds as trained."""
     w = tmp_path / "w.pt"
     train(tmp_path, small_set, w, "--epochs", "1", "--margin", "-0.4", "--max-side", "34",
-          "--complexity", "full", "--latent-dim", "16", "--sigma-min", "0.05")  # fmt: skip
+          "--complexity", "full", "--latent-dim", "16", "--sigma-min", "0.05",
+          "--jitter", "0.05")  # fmt: skip
     model, record = load_vae(w)
     cfg = record["train_config"]
     assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "full")
+    assert cfg["jitter"] == 0.05
     assert model.cfg.latent_dim == 16 and model.cfg.sigma_min == 0.05
     with torch.no_grad():
         _, sigma = model.decoder(torch.randn(8, 16) * 5)
     assert float(sigma.min()) >= 0.05
     s = QualityScorer(w)
     assert (s.framing.margin, s.framing.max_side, s.complexity) == (-0.4, 34, "full")
+
+
+def test_jitter_moves_faces_slightly_and_is_off_at_zero():
+    """The training jitter is the identity at 0 and, at 0.05, a small move: the face shifts
+    by at most a few pixels (its centre of mass), it is never blanked or flipped."""
+    from vae.train import random_jitter
+
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((xx - 30) ** 2 + (yy - 26) ** 2) / 60.0)[None, None].repeat(64, 1, 1, 1)
+    assert torch.allclose(random_jitter(blob, 0.0), blob, atol=1e-5)
+    moved = random_jitter(blob, 0.05)
+    assert moved.shape == blob.shape
+    mass = moved.sum((1, 2, 3))
+    cx = (moved[:, 0] * xx).sum((1, 2)) / mass
+    cy = (moved[:, 0] * yy).sum((1, 2)) / mass
+    shift = torch.sqrt((cx - 30) ** 2 + (cy - 26) ** 2)
+    assert float(shift.max()) < 0.05 * 64 * 1.5 + 1.5  # shift + what scale and turn add
+    assert float(shift.mean()) > 0.3  # it does move
+    assert float((mass / blob[0].sum() - 1).abs().max()) < 0.15  # nothing blanked

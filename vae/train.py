@@ -44,6 +44,11 @@ class TrainConfig:
     # Denoising-VAE training: this fraction of each batch is shown to the encoder degraded,
     # while the likelihood is always of the clean face. 0 gives the paper's plain VAE.
     denoise: float = 0.5
+    # Geometric jitter of the training crops (not in the paper): each face is shifted by up to
+    # `jitter` x its side, scaled by 1 +- jitter and turned by +- jitter radians, so that the
+    # likelihood does not punish the few pixels a detector box moves between two shots of an
+    # equally good face. 0: off.
+    jitter: float = 0.0
     identities: str | None = None
     # Framing of the training crops (vae/framing.py): a square of (1 + margin) x the box,
     # shrunk to at most max_side px; the scorer frames every face it scores the same way.
@@ -181,13 +186,32 @@ def set_cosine_lr(opt: torch.optim.Optimizer, base_lr: float, progress: float) -
         group["lr"] = 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
 
 
+def random_jitter(x: torch.Tensor, amount: float) -> torch.Tensor:
+    """Small random similarity transforms of (B, 1, H, W) faces: shift up to `amount` x the
+    side, scale 1 +- amount, rotation +- amount rad; edges filled by reflection."""
+    b = len(x)
+    u = (torch.rand(b, 4) * 2 - 1) * amount
+    scale, angle = 1 + u[:, 0], u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, 2 * u[:, 2]], 1), torch.stack([sin, cos, 2 * u[:, 3]], 1)], 1
+    )
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+
+
 def train_step(
-    model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, denoise: float
+    model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, denoise: float, jitter: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One step of the (denoising) ELBO on a batch of clean faces, randomly mirrored
-    (faces are left-right symmetric); returns the batch as trained on and the losses."""
+    (faces are left-right symmetric) and, with `jitter`, slightly moved; returns the batch as
+    trained on and the losses."""
     flip = torch.rand(len(x)) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if jitter:
+        x = random_jitter(x, jitter)
     res = model(random_degradations(x, denoise) if denoise else x, target=x)
     opt.zero_grad(set_to_none=True)
     res["loss"].backward()
@@ -248,7 +272,7 @@ def train(
             if cfg.schedule == "cosine":
                 set_cosine_lr(opt, cfg.lr, (epoch * steps + step) / (cfg.epochs * steps))
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x, res = train_step(model, opt, data[idx], cfg.denoise)
+            x, res = train_step(model, opt, data[idx], cfg.denoise, cfg.jitter)
             for k in sums:
                 sums[k] += res[k].item() * len(x)
             bar.set_postfix(loss=f"{sums['loss'] / ((step * cfg.batch_size) + len(x)):.1f}")

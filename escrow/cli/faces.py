@@ -89,6 +89,10 @@ def vae_train(
     denoise: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of degraded encoder inputs.")
     ] = 0.5,
+    jitter: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.2, help="Random shift/scale/turn of training crops (0: off)."),
+    ] = 0.0,
     limit: Annotated[int | None, typer.Option(help="Use at most N training images.")] = None,
     margin: Annotated[
         float,
@@ -128,6 +132,7 @@ def vae_train(
         holdout=holdout,
         identities=str(identities) if identities else None,
         denoise=denoise,
+        jitter=jitter,
         limit=limit,
         margin=margin,
         max_side=max_side,
