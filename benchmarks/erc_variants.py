@@ -33,20 +33,51 @@ from vae.score import LN2, QualityScorer, png_bits
 
 
 @torch.inference_mode()
-def log_rp_variant(scorer: QualityScorer, grays: np.ndarray, sigma_floor: float) -> np.ndarray:
-    """Eq. (2) with the decoder's sigma clamped from below at `sigma_floor` (0: unchanged)."""
+def log_rp_variant(
+    scorer: QualityScorer, grays: np.ndarray, sigma_floor: float
+) -> dict[str, np.ndarray]:
+    """Eq. (2) with the decoder's sigma clamped from below at `sigma_floor` (0: unchanged),
+    and, from the same L decoder passes, other per-crop numbers of the VAE:
+    - "log_rp": eq. (2);
+    - "typical": eq. (2) without the -sum(log sigma) term, i.e. log RP minus the expected
+      log-density the decoder itself predicts for its own samples (up to a constant):
+      log (1/L) sum_l exp(-1/2 sum_pixels ((x - mu^l) / sigma^l)^2). The decoder's own
+      sigma map is its idea of how complex the face is, so this is the model's own
+      input-complexity correction (a typicality test in the sense of Nalisnick et al. 2019);
+    - "mse": -mean_l sum_pixels (x - mu^l)^2, the plain autoencoder reconstruction error;
+    - "confidence": -mean_l sum_pixels log sigma^l, how sure the decoder is of its own
+      reconstruction (eq. (2) is "typical" plus this, up to a constant);
+    - "kl": -KL(q(z|x) || N(0, I)), how atypical the code is under the prior;
+    - "iwae": the importance-weighted estimate of log p(x) from the same L samples."""
     x_all = torch.from_numpy(grays.astype(np.float32)[:, None] / 255.0)
-    out = []
+    keys = ("log_rp", "typical", "mse", "kl", "iwae", "confidence")
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    log_l = math.log(len(scorer.eps))
     for i in range(0, len(x_all), 256):
         x = x_all[i : i + 256].contiguous(memory_format=torch.channels_last)
         mu_z, logvar_z = scorer.model.encoder(x)
         std_z = torch.exp(0.5 * logvar_z)
-        lp = []
+        lp, maha, sq, iw, conf = [], [], [], [], []
         for e in scorer.eps:
-            mu_x, sigma_x = scorer.model.decoder(mu_z + std_z * e)
-            lp.append(gaussian_log_density(x, mu_x, sigma_x.clamp(min=sigma_floor)))
-        out.append(torch.logsumexp(torch.stack(lp, 1), 1) - math.log(len(scorer.eps)))
-    return torch.cat(out).double().numpy()
+            z = mu_z + std_z * e
+            mu_x, sigma_x = scorer.model.decoder(z)
+            s = sigma_x.clamp(min=sigma_floor)
+            lp.append(gaussian_log_density(x, mu_x, s))
+            maha.append((-0.5 * ((x - mu_x) / s) ** 2).flatten(1).sum(1))
+            sq.append(-((x - mu_x) ** 2).flatten(1).sum(1))
+            conf.append(-torch.log(s).flatten(1).sum(1))
+            # log p(z) - log q(z|x) for z = mu + std * e (the 2 pi terms cancel)
+            iw.append(lp[-1] - 0.5 * z.pow(2).sum(1) + 0.5 * (e.pow(2) + logvar_z).sum(1))
+        out["log_rp"].append(torch.logsumexp(torch.stack(lp, 1), 1) - log_l)
+        out["typical"].append(torch.logsumexp(torch.stack(maha, 1), 1) - log_l)
+        out["mse"].append(torch.stack(sq, 1).mean(1))
+        out["confidence"].append(torch.stack(conf, 1).mean(1))
+        kl = 0.5 * (mu_z.pow(2) + logvar_z.exp() - 1.0 - logvar_z).sum(1)
+        out["kl"].append(-kl)
+        out["iwae"].append(torch.logsumexp(torch.stack(iw, 1), 1) - log_l)
+    res = {k: torch.cat(v).double().numpy() for k, v in out.items()}
+    res["elbo"] = res["log_rp"] + res["kl"]  # eq. (2) less the code's KL: an ELBO-like score
+    return res
 
 
 def main() -> None:
@@ -57,8 +88,17 @@ def main() -> None:
     ap.add_argument("--sigma-floor", type=float, action="append", default=[])
     ap.add_argument("--alpha", type=float, action="append", default=[], help="log_rp + a*ln2*bits")
     ap.add_argument("--framing", default=None, help="margin=M or aligned=P (default: weights')")
+    ap.add_argument(
+        "--form",
+        action="append",
+        default=[],
+        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png"],
+        help="also score by this number of the VAE (log_rp_variant), alone and with the floor",
+    )
     ap.add_argument("--max-side", type=int, action="append", default=[], help="0: no cap")
-    ap.add_argument("--bootstrap", type=int, default=300)
+    ap.add_argument("--bootstrap", type=int, default=300, help="0: areas only, no intervals")
+    ap.add_argument("--ensemble", action="store_true", help="also the mean z-score of all runs")
+    ap.add_argument("--pairwise", action="store_true", help="quality of a pair = min of both")
     args = ap.parse_args()
     torch.set_num_threads(get_settings().threads or 2)
 
@@ -72,6 +112,36 @@ def main() -> None:
 
     fs = [float(f) for f in summ["fs"]]
     best = {f: summ["results"][f]["vae_vs_best_baseline"]["best_baseline"] for f in summ["fs"]}
+
+    def pair_quality(q: np.ndarray) -> np.ndarray:
+        """The probe's quality, or with --pairwise the lower of probe's and reference's (the
+        comparison's quality in ISO/IEC 29794-1's ERC; information only, not issue 8's rule)."""
+        qp = q[pairs.probe]
+        return np.minimum(qp, q[pairs.reference]) if args.pairwise else qp
+
+    def report(label: str, q: np.ndarray) -> None:
+        cells = []
+        for f, fl in zip(summ["fs"], fs, strict=True):
+            b = best[f]
+            qb = base[b] if b in base else np.zeros(len(q))
+            quals = {"v": pair_quality(q), "b": pair_quality(qb)}
+            _, curves = erc.all_curves(pairs.distance, quals, fl)
+            a = {m: erc.erc_area(c) for m, c in curves.items()}
+            gap = erc.gap_closed(a["v"], a[erc.RANDOM], a[erc.PERFECT])
+            cell = f"f={f}: area {a['v']:.4f} gap {gap:+.2f} d({b}) {a['v'] - a['b']:+.4f}"
+            if args.bootstrap:
+                boot = erc.bootstrap_areas(pairs, quals, fl, reps=args.bootstrap)
+                if b == erc.RANDOM:
+                    boot["b"] = boot[erc.RANDOM]
+                lo, hi = erc.interval(boot["v"] - boot["b"])
+                cell += f" [{lo:+.4f}, {hi:+.4f}]"
+            cells.append(cell)
+        print(f"{label:70s} | " + " | ".join(cells), flush=True)
+
+    if args.pairwise:
+        for name, q in base.items():
+            report(f"baseline {name}", q)
+    members = []  # the weights' own score of each model, for --ensemble
     for w, L, side in itertools.product(
         args.weights or [None], args.samples or [10], args.max_side or [None]
     ):
@@ -82,33 +152,27 @@ def main() -> None:
         gray = vae_crops(table, framing, st.cache_dir)
         bits = png_bits(gray.astype(np.float32) / 255.0)
         for floor in args.sigma_floor or [0.0]:
-            lrp = log_rp_variant(scorer, gray, floor)
-            variants = {
-                f"{scorer.complexity} (weights')": lrp
-                + scorer.complexity_correction(gray.astype(np.float32) / 255.0),
-                "floor": lrp - LN2 * np.maximum(0, scorer.bits_ref - bits),
-            }
+            nums = log_rp_variant(scorer, gray, floor)
+            lrp = nums["log_rp"]
+            pen = -LN2 * np.maximum(0, scorer.bits_ref - bits)
+            own = lrp + scorer.complexity_correction(gray.astype(np.float32) / 255.0)
+            members.append(own)
+            variants = {f"{scorer.complexity} (weights')": own, "floor": lrp + pen}
+            for form in args.form:
+                if form == "png":  # the complexity terms alone, no VAE at all
+                    variants["png floor alone"], variants["png bits alone"] = pen, bits
+                    continue
+                variants[form] = nums[form]
+                variants[f"{form} + floor"] = nums[form] + pen
             for a in args.alpha:
                 variants[f"+{a:g}*bits"] = lrp + a * LN2 * bits
             for name, q in variants.items():
-                cells = []
-                for f, fl in zip(summ["fs"], fs, strict=True):
-                    b = best[f]
-                    qb = base[b] if b in base else np.zeros(len(q))
-                    quals = {"v": q[pairs.probe], "b": qb[pairs.probe]}
-                    _, curves = erc.all_curves(pairs.distance, quals, fl)
-                    a = {m: erc.erc_area(c) for m, c in curves.items()}
-                    boot = erc.bootstrap_areas(pairs, quals, fl, reps=args.bootstrap)
-                    if b == erc.RANDOM:
-                        boot["b"], a["b"] = boot[erc.RANDOM], a[erc.RANDOM]
-                    lo, hi = erc.interval(boot["v"] - boot["b"])
-                    gap = erc.gap_closed(a["v"], a[erc.RANDOM], a[erc.PERFECT])
-                    cells.append(
-                        f"f={f}: area {a['v']:.4f} gap {gap:+.2f} "
-                        f"d({b}) {a['v'] - a['b']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-                    )
-                label = f"{w or 'shipped'} {framing} L={L} sigma>={floor:g} {name}"
-                print(f"{label:70s} | " + " | ".join(cells), flush=True)
+                report(f"{w or 'shipped'} {framing} L={L} sigma>={floor:g} {name}", q)
+    if args.ensemble and len(members) > 1:
+        # Each model's score standardised over the faces, then averaged: no model dominates
+        # by its scale (a deep-ensemble likelihood, Lakshminarayanan et al. 2017).
+        z = [(m - m.mean()) / m.std() for m in members]
+        report(f"ensemble of {len(members)} (mean z-score)", np.mean(z, axis=0))
 
 
 if __name__ == "__main__":

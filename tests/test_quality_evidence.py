@@ -16,6 +16,7 @@ import pytest
 from vae.data import to_gray64
 from vae.degrade import DEGRADATIONS
 from vae.evidence import degradation_table, heldout_celeba_faces
+from vae.score import LN2
 
 N_FACES = 200
 
@@ -54,8 +55,13 @@ def test_complexity_correction_depends_on_code_length_alone(scorer, heldout_face
         noisy = np.stack([DEGRADATIONS["noise"](g) for g in heldout_faces])
         assert np.mean(scorer.complexity_correction(noisy) == 0) >= 0.9
         assert np.all(c0 <= 0)
-    else:  # Serra's full ratio: ln 2 x (bits - bits_ref), centred on the median training face
+    else:  # Serra's ratio: ln 2 x (bits - bits_ref), centred on the median training face
         assert abs(np.median(c0)) < 0.1 * np.abs(c0).max()
+    if scorer.complexity == "bounded":  # noise earns no more credit than the costliest face
+        noisy = np.stack([DEGRADATIONS["noise"](g) for g in heldout_faces])
+        cap = LN2 * (scorer.bits_max - scorer.bits_ref)
+        cn = scorer.complexity_correction(noisy)
+        assert np.all(cn <= cap + 1e-9) and np.mean(np.isclose(cn, cap)) >= 0.9
 
 
 def _textures(rng: np.random.Generator) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from vae.score import QualityScorer, load_vae
+from vae.score import LN2, QualityScorer, WeightsError, load_vae
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +71,26 @@ def test_train_options_travel_with_the_weights(tmp_path, small_set):
     the scorer that loads them frames and bounds as trained."""
     w = tmp_path / "w.pt"
     train(tmp_path, small_set, w, "--epochs", "1", "--margin", "-0.4", "--max-side", "34",
-          "--complexity", "full", "--latent-dim", "16", "--sigma-min", "0.05",
+          "--complexity", "bounded", "--latent-dim", "16", "--sigma-min", "0.05",
           "--jitter", "0.05")  # fmt: skip
     model, record = load_vae(w)
     cfg = record["train_config"]
-    assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "full")
+    assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "bounded")
+    assert record["complexity_max_bits"] > record["complexity_ref_bits"] > 0
     assert cfg["jitter"] == 0.05
     assert model.cfg.latent_dim == 16 and model.cfg.sigma_min == 0.05
     with torch.no_grad():
         _, sigma = model.decoder(torch.randn(8, 16) * 5)
     assert float(sigma.min()) >= 0.05
     s = QualityScorer(w)
-    assert (s.framing.margin, s.framing.max_side, s.complexity) == (-0.4, 34, "full")
+    assert (s.framing.margin, s.framing.max_side, s.complexity) == (-0.4, 34, "bounded")
+    assert s.bits_max == record["complexity_max_bits"]
+    # a 'bounded' file without its bound is refused, not scored with a made-up one
+    payload = torch.load(w, weights_only=True)
+    payload["record"] = json.dumps({k: v for k, v in record.items() if k != "complexity_max_bits"})
+    torch.save(payload, w)
+    with pytest.raises(WeightsError, match="complexity_max_bits"):
+        QualityScorer(w)
 
 
 def test_jitter_moves_faces_slightly_and_is_off_at_zero():
@@ -103,3 +111,44 @@ def test_jitter_moves_faces_slightly_and_is_off_at_zero():
     assert float(shift.max()) < 0.05 * 64 * 1.5 + 1.5  # shift + what scale and turn add
     assert float(shift.mean()) > 0.3  # it does move
     assert float((mass / blob[0].sum() - 1).abs().max()) < 0.15  # nothing blanked
+
+
+def escrow_cli(tmp_path, *args):
+    env = {**os.environ, "ESCROW_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "escrow.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_complexity_form_is_switched_from_the_training_faces(tmp_path, small_set, celeba_dir):
+    """`escrow vae complexity` re-derives the statistics from the faces the weights were
+    trained on, refuses other faces (leaving the file as it was), and changes only the
+    correction: the paper's log RP of every crop stays the same."""
+    w = tmp_path / "w.pt"
+    train(tmp_path, small_set, w, "--epochs", "1")
+    floor = QualityScorer(w)
+    assert floor.complexity == "floor" and floor.bits_max is not None
+    before = w.read_bytes()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(101, 141):
+        (other / f"{i:06d}.jpg").symlink_to(celeba_dir / f"{i:06d}.jpg")
+    r = escrow_cli(tmp_path, "vae", "complexity", w, "--form", "bounded", "--data", other)
+    assert r.returncode == 2 and "not the ones" in r.stderr and "Traceback" not in r.stderr
+    assert w.read_bytes() == before
+
+    r = escrow_cli(tmp_path, "vae", "complexity", w, "--form", "bounded")
+    assert r.returncode == 0, r.stderr[-2000:]
+    bounded = QualityScorer(w)
+    assert bounded.complexity == "bounded" and bounded.bits_max == floor.bits_max
+    assert bounded.bits_ref == floor.bits_ref
+    x = torch.rand(4, 1, 64, 64)
+    assert torch.allclose(
+        torch.from_numpy(bounded.log_rp(x)), torch.from_numpy(floor.log_rp(x)), atol=1e-6
+    )
+    noise = bounded.complexity_correction(x)  # white noise costs more than any face
+    assert float(noise.max()) == pytest.approx(LN2 * (bounded.bits_max - bounded.bits_ref))
+    assert float(floor.complexity_correction(x).max()) == 0.0
+
+    r = escrow_cli(tmp_path, "vae", "complexity", tmp_path / "missing.pt")
+    assert r.returncode == 2 and "no such weights file" in r.stderr

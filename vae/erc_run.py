@@ -55,7 +55,8 @@ def weights_framing(record: dict) -> str:
 
 
 def vae_qualities(gray64: np.ndarray, scorer, progress: bool) -> dict[str, np.ndarray]:
-    """{"VAE": quality with the complexity floor, "VAE log RP": eq. (2) alone} per row."""
+    """{"VAE": quality with the weights' complexity correction, "VAE log RP": eq. (2)
+    alone} per row."""
     grays = gray64.astype(np.float32) / 255.0
     chunks = range(0, len(grays), 512)
     log_rp = np.concatenate(

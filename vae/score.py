@@ -8,13 +8,17 @@ Two numbers per crop:
   4x down-and-up-sampled one for 100% (vae/MODEL_CARD.md). Following Serra et al. (ICLR
   2020, "Input complexity and out-of-distribution detection"), a crop's complexity is its
   lossless PNG code length bits_png(x), and bits_ref is that of the median training face.
-  Two forms, chosen at training time and stored with the weights:
-      "floor": quality(x) = log_rp(x) - ln 2 * max(0, bits_ref - bits_png(x))
-      "full":  quality(x) = log_rp(x) + ln 2 * (bits_png(x) - bits_ref)
+  Three forms, chosen at training time and stored with the weights:
+      "floor":   quality(x) = log_rp(x) - ln 2 * max(0, bits_ref - bits_png(x))
+      "full":    quality(x) = log_rp(x) + ln 2 * (bits_png(x) - bits_ref)
+      "bounded": quality(x) = log_rp(x) + ln 2 * (min(bits_png(x), bits_max) - bits_ref)
   The floor only lowers crops simpler than a typical face (noise is left to the likelihood);
-  the full form is Serra's likelihood ratio against a generic compressor. On LFW the two
-  predict recognition errors equally well once crops are resolution-capped, and only the
-  floor keeps noisy faces below their originals, so the shipped weights use it (docs/erc.md).
+  the full form is Serra's likelihood ratio against a generic compressor. "bounded" is the
+  full form with the code length counted only up to bits_max, the 99th percentile of the
+  training faces': bits beyond what any face costs are noise or texture, not facial detail,
+  and must not earn credit, so the likelihood alone judges them. On LFW it predicts
+  recognition errors better than the floor, and noisy faces still score below their
+  originals (docs/erc.md, vae/MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ WEIGHTS_FORMAT = "keyframe-escrow-vae/1"
 
 
 LN2 = float(np.log(2.0))
-COMPLEXITY_FORMS = ("floor", "full")
+COMPLEXITY_FORMS = ("floor", "full", "bounded")
 
 
 def png_bits(grays: np.ndarray) -> np.ndarray:
@@ -50,6 +54,11 @@ def png_bits(grays: np.ndarray) -> np.ndarray:
 def complexity_reference(grays: np.ndarray) -> float:
     """The median PNG code length of the training crops: what a typical face costs."""
     return float(np.median(png_bits(grays)))
+
+
+def complexity_bound(grays: np.ndarray) -> float:
+    """The 99th percentile of the training crops' PNG code lengths: the most a face costs."""
+    return float(np.percentile(png_bits(grays), 99))
 
 
 class WeightsError(ValueError):
@@ -102,6 +111,12 @@ class QualityScorer:
         self.complexity = cfg.get("complexity", "floor")
         if self.complexity not in COMPLEXITY_FORMS:
             raise WeightsError(f"unknown complexity correction {self.complexity!r}")
+        self.bits_max = self.record.get("complexity_max_bits")
+        if self.complexity == "bounded" and self.bits_max is None:
+            raise WeightsError(
+                "weights lack the complexity bound (complexity_max_bits) their 'bounded' "
+                "score needs; retrain them with `escrow vae train`"
+            )
         self.framing = Framing.from_record(self.record)
         self.model = fused_for_inference(base)
         self.batch_size = batch_size
@@ -122,8 +137,11 @@ class QualityScorer:
     def complexity_correction(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor):
         """Nats added to log_rp for each crop's complexity (the floor form: <= 0)."""
         g = grays[:, 0].numpy() if isinstance(grays, torch.Tensor) else np.asarray(grays)
-        excess = png_bits(g) - self.bits_ref
-        return LN2 * (excess if self.complexity == "full" else np.minimum(0.0, excess))
+        bits = png_bits(g)
+        if self.complexity == "bounded":
+            bits = np.minimum(bits, self.bits_max)
+        excess = bits - self.bits_ref
+        return LN2 * (np.minimum(0.0, excess) if self.complexity == "floor" else excess)
 
     def score_gray(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor) -> np.ndarray:
         """Quality of preprocessed crops (log_rp + the complexity correction); higher = better."""

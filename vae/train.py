@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
 from vae.degrade import random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
-from vae.score import COMPLEXITY_FORMS, complexity_reference
+from vae.score import COMPLEXITY_FORMS, complexity_bound, complexity_reference
 
 CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
 
@@ -245,7 +245,9 @@ def train(
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown lr schedule: {cfg.schedule}")
     if cfg.complexity not in COMPLEXITY_FORMS:
-        raise ValueError(f"unknown complexity correction: {cfg.complexity} (floor or full)")
+        raise ValueError(
+            f"unknown complexity correction: {cfg.complexity} ({', '.join(COMPLEXITY_FORMS)})"
+        )
     history: list[dict] = []
     start_epoch = 0
     ckpt = checkpoint_path(out)
@@ -303,11 +305,64 @@ def train(
         "holdout_first": held_paths[0].name if held_paths else None,
         "parameters": count_parameters(model),
         "complexity_ref_bits": complexity_reference(crops.astype(np.float32) / 255.0),
+        "complexity_max_bits": complexity_bound(crops.astype(np.float32) / 255.0),
         "torch": torch.__version__,
     }
     log(f"trained in {time.time() - t0:.0f} s")
     model.eval()
     save_weights(model, out, record)
+    return record
+
+
+def restate_complexity(
+    path: Path,
+    form: str,
+    cache_dir: Path,
+    data: str | None = None,
+    identities: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Switch a trained weights file to another complexity form without retraining.
+
+    The code-length statistics are re-derived from the very crops the weights were trained
+    on (same files, split and framing, from the weights' own training config; the crop cache
+    makes this cheap), and the stored median is checked against them, so a bound can never
+    come from other faces than the model saw. Returns the new record."""
+    if form not in COMPLEXITY_FORMS:
+        raise ValueError(f"unknown complexity correction: {form} ({', '.join(COMPLEXITY_FORMS)})")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    record = json.loads(payload.get("record") or "{}")
+    tc = dict(record.get("train_config") or {})
+    if not tc:
+        raise ValueError(f"{path} has no training config to find its training faces by")
+    tc.update({k: v for k, v in (("data", data), ("identities", identities)) if v})
+    known = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in tc.items() if k in known})
+    paths = list_images(Path(cfg.data))
+    if not paths:
+        raise ValueError(f"no images found under {cfg.data}")
+    ids = read_identities(cfg.identities) if cfg.identities else None
+    train_paths, _ = split_holdout(paths, cfg.holdout, ids)
+    if cfg.limit:
+        train_paths = train_paths[: cfg.limit]
+    crops, _ = crop_faces(train_paths, cfg, cache_dir, log)
+    grays = crops.astype(np.float32) / 255.0
+    ref = complexity_reference(grays)
+    if record.get("complexity_ref_bits") not in (None, ref):
+        raise ValueError(
+            f"the faces under {cfg.data} are not the ones {path} was trained on (median code "
+            f"length {ref:.0f} bits, the weights say {record['complexity_ref_bits']:.0f})"
+        )
+    record["complexity_ref_bits"] = ref
+    record["complexity_max_bits"] = complexity_bound(grays)
+    record.setdefault("complexity_changes", []).append(
+        {"from": tc.get("complexity", "floor"), "to": form}
+    )
+    record["train_config"] = {**record["train_config"], "complexity": form}
+    payload["record"] = json.dumps(record)
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
     return record
 
 

@@ -25,8 +25,9 @@ def quality(
 ) -> None:
     """Score the main (largest) face of each image: `<path>\\t<score>`, higher is better.
 
-    The score is the VAE's log reconstruction probability with the complexity floor
-    (vae/score.py); `--json` also gives the paper's raw log reconstruction probability.
+    The score is the VAE's log reconstruction probability with the complexity correction
+    its weights were trained for (vae/score.py); `--json` also gives the paper's raw log
+    reconstruction probability.
     """
     need_detector()
     setup_torch()
@@ -102,7 +103,7 @@ def vae_train(
         int | None, typer.Option(min=16, help="Framing: shrink crops larger than this (px).")
     ] = None,
     complexity: Annotated[
-        str, typer.Option(help="Complexity correction of the score: 'floor' or 'full'.")
+        str, typer.Option(help="Complexity correction of the score: 'floor', 'full' or 'bounded'.")
     ] = "floor",
     latent_dim: Annotated[int, typer.Option(min=2, help="Size of the latent code z.")] = 128,
     sigma_min: Annotated[
@@ -148,4 +149,47 @@ def vae_train(
     typer.echo(
         f"wrote {out} ({record['parameters']} parameters, {record['n_train_faces']} faces, "
         f"final -ELBO {last.get('loss', float('nan')):.1f})"
+    )
+
+
+@vae_app.command("complexity")
+def vae_complexity(
+    weights: Annotated[Path, typer.Argument(help="Weights file to change in place.")],
+    form: Annotated[
+        str, typer.Option(help="Complexity correction: 'floor', 'full' or 'bounded'.")
+    ] = "bounded",
+    data: Annotated[
+        Path | None, typer.Option(help="Training images, if moved since training.")
+    ] = None,
+    identities: Annotated[
+        Path | None, typer.Option(help="Identity file, if moved since training.")
+    ] = None,
+) -> None:
+    """Switch trained weights to another complexity correction, without retraining: the
+    statistics it needs are re-derived from the weights' own training faces."""
+    if not weights.is_file():
+        raise UserError(f"no such weights file: {weights}")
+    from vae.score import WeightsError, load_vae
+    from vae.train import restate_complexity
+
+    try:
+        load_vae(weights)
+    except WeightsError as exc:
+        raise UserError(str(exc)) from exc
+    need_detector()
+    setup_torch()
+    try:
+        record = restate_complexity(
+            weights,
+            form,
+            get_settings().cache_dir,
+            str(data) if data else None,
+            str(identities) if identities else None,
+            log=typer.echo,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(
+        f"{weights}: complexity {form}, median {record['complexity_ref_bits']:.0f} bits, "
+        f"bound {record['complexity_max_bits']:.0f} bits"
     )
