@@ -74,6 +74,19 @@ def split_holdout(
     return train, held
 
 
+def training_split(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """The images a config trains on and the held-out ones, as `train` and
+    `restate_complexity` must both see them."""
+    paths = list_images(Path(cfg.data))
+    if not paths:
+        raise ValueError(f"no images found under {cfg.data}")
+    ids = read_identities(cfg.identities) if cfg.identities else None
+    train_paths, held_paths = split_holdout(paths, cfg.holdout, ids)
+    if cfg.limit:
+        train_paths = train_paths[: cfg.limit]
+    return train_paths, held_paths
+
+
 def read_identities(path: str | Path) -> dict[str, str]:
     out = {}
     for line in Path(path).read_text().splitlines():
@@ -228,13 +241,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = list_images(Path(cfg.data))
-    if not paths:
-        raise ValueError(f"no images found under {cfg.data}")
-    ids = read_identities(cfg.identities) if cfg.identities else None
-    train_paths, held_paths = split_holdout(paths, cfg.holdout, ids)
-    if cfg.limit:
-        train_paths = train_paths[: cfg.limit]
+    train_paths, held_paths = training_split(cfg)
     crops, kept = crop_faces(train_paths, cfg, cache_dir, log)
     # A few hundred held-out crops give an honest validation loss per epoch.
     val_crops, _ = crop_faces(held_paths[:500], cfg, cache_dir, log) if held_paths else (None, [])
@@ -338,14 +345,7 @@ def restate_complexity(
     tc.update({k: v for k, v in (("data", data), ("identities", identities)) if v})
     known = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in tc.items() if k in known})
-    paths = list_images(Path(cfg.data))
-    if not paths:
-        raise ValueError(f"no images found under {cfg.data}")
-    ids = read_identities(cfg.identities) if cfg.identities else None
-    train_paths, _ = split_holdout(paths, cfg.holdout, ids)
-    if cfg.limit:
-        train_paths = train_paths[: cfg.limit]
-    crops, _ = crop_faces(train_paths, cfg, cache_dir, log)
+    crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
     grays = crops.astype(np.float32) / 255.0
     ref = complexity_reference(grays)
     if record.get("complexity_ref_bits") not in (None, ref):
