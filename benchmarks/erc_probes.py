@@ -153,8 +153,8 @@ def main() -> None:
         "shipped": q,
         "mirror alone": m["mirror"],
         "mirror - log RP": m["mirror"] - m["log_rp"],
-        "log RP + mirror + floor": m["log_rp"] + m["mirror"] + corr,
-        "joint RP + floor": m["joint"] + corr,
+        "log RP + mirror + correction": m["log_rp"] + m["mirror"] + corr,
+        "joint RP + correction": m["joint"] + corr,
     }
     for name, v in variants.items():
         g = [gap(areas(pairs.distance, {"v": v[pairs.probe]}, f), "v") for f in (0.01, 0.05)]

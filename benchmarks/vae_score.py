@@ -4,7 +4,7 @@ Compares, in the same run, the shipped scorer (one batched decoder pass for all 
 batch-norm folded, channels-last) with the straightforward implementation of the same
 equation (eval-mode model, the decoder called once per latent sample). Both compute eq. (2)
 with the same weights and noise; the script checks their scores agree before timing.
-"quality" is the full score `escrow quality` prints (log RP plus the PNG complexity floor).
+"quality" is the full score `escrow quality` prints (log RP plus the PNG complexity correction).
 
     .venv/bin/python benchmarks/vae_score.py [--seconds 5]
 """

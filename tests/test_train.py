@@ -48,6 +48,7 @@ def test_train_checkpoint_resume_and_cache(tmp_path, small_set):
     assert [h["epoch"] for h in record["history"]] == [1, 2]
     assert record["n_train_images"] == 30 and record["holdout_first"] == "000031.jpg"
     assert record["train_config"]["lr"] == 0.005  # the paper's default
+    assert record["train_config"]["complexity"] == "bounded"  # the best measured form
 
     # Two epochs straight give the same weights as one epoch plus a resumed one.
     b = tmp_path / "b.pt"
@@ -124,7 +125,7 @@ def test_complexity_form_is_switched_from_the_training_faces(tmp_path, small_set
     trained on, refuses other faces (leaving the file as it was), and changes only the
     correction: the paper's log RP of every crop stays the same."""
     w = tmp_path / "w.pt"
-    train(tmp_path, small_set, w, "--epochs", "1")
+    train(tmp_path, small_set, w, "--epochs", "1", "--complexity", "floor")
     floor = QualityScorer(w)
     assert floor.complexity == "floor" and floor.bits_max is not None
     before = w.read_bytes()

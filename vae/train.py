@@ -54,7 +54,7 @@ class TrainConfig:
     # shrunk to at most max_side px; the scorer frames every face it scores the same way.
     margin: float = 0.2
     max_side: int | None = None
-    complexity: str = "floor"  # the score's complexity correction (vae/score.py)
+    complexity: str = "bounded"  # the score's complexity correction (vae/score.py)
     min_face_size: int = 20
     limit: int | None = None
     threads: int | None = None

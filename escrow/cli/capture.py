@@ -311,7 +311,10 @@ def demo(
         )
     typer.echo("\nThe crops are sealed to the epoch keys; this machine cannot show them.")
     typer.echo("Quality of the sample face, degraded copies of it, and two crops that are not")
-    typer.echo("faces (log RP = the paper's log reconstruction probability, before the floor):")
+    typer.echo(
+        "faces (log RP = the paper's log reconstruction probability, before the complexity"
+        " correction):"
+    )
     typer.echo(f"\n  {'crop':<28s} {'quality':>10s} {'log RP':>10s}")
     for name, quality, log_rp in sample_face_table(load_scorer(None, 10)):
         typer.echo(f"  {name:<28s} {quality:10.1f} {log_rp:10.1f}")

@@ -104,7 +104,7 @@ def vae_train(
     ] = None,
     complexity: Annotated[
         str, typer.Option(help="Complexity correction of the score: 'floor', 'full' or 'bounded'.")
-    ] = "floor",
+    ] = "bounded",
     latent_dim: Annotated[int, typer.Option(min=2, help="Size of the latent code z.")] = 128,
     sigma_min: Annotated[
         float,
