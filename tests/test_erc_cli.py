@@ -77,6 +77,12 @@ def test_erc_writes_plots_csv_and_summary(first_run, lfw):
         assert cmp["best_baseline"] in m and cmp["best_baseline"] not in ("VAE", "PERFECT")
     rows = list(csv.DictReader((out / "erc.csv").open()))
     assert {r["method"] for r in rows} == set(s["methods"])
+    from vae.baselines import brisque_available
+
+    # BRISQUE is an optional extra: present, it is a baseline; absent, the run says so
+    has = brisque_available()
+    assert ("BRISQUE" in s["methods"]) == has
+    assert ("BRISQUE baseline left out" in r.stderr) == (not has)
     assert len(rows) == len(s["methods"]) * len(s["fs"]) * 101
     # the CSV holds the same curves the summary's figures come from
     vae01 = [float(r["fnmr"]) for r in rows if r["method"] == "VAE" and r["f"] == "0.01"]

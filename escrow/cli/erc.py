@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, app, need_detector, setup_torch
+from escrow.cli.app import UserError, app, err, need_detector, setup_torch
 from escrow.settings import get_settings
 
 
@@ -81,6 +81,11 @@ def erc_command(
         raise UserError(str(exc), code=3) from exc
     except (WeightsError, ValueError) as exc:
         raise UserError(str(exc)) from exc
+    if "BRISQUE" not in summary["methods"]:
+        err(
+            "BRISQUE baseline left out: the brisque package is not installed "
+            "(pip install -e '.[erc]')"
+        )
     c = summary["counts"]
     typer.echo(
         f"wrote {out}: {c['images']} images ({c['images_without_face']} without a face, "
