@@ -22,16 +22,15 @@ import numpy as np
 import torch
 
 from escrow.settings import get_settings
-from vae.data import list_images, to_batch
+from vae.data import to_batch
 from vae.score import QualityScorer, load_vae
 from vae.train import (
     TrainConfig,
     crop_faces,
-    read_identities,
     save_weights,
     set_cosine_lr,
-    split_holdout,
     train_step,
+    training_split,
 )
 
 
@@ -47,11 +46,8 @@ def main() -> None:
     torch.manual_seed(1)
 
     model, record = load_vae(args.weights)
-    cfg = TrainConfig(**record["train_config"])
-    paths = list_images(Path(cfg.data))
-    ids = read_identities(cfg.identities) if cfg.identities else None
-    train_paths, _ = split_holdout(paths, cfg.holdout, ids)
-    crops, _ = crop_faces(train_paths, cfg, get_settings().cache_dir)
+    cfg = TrainConfig.from_record(record)
+    crops, _ = crop_faces(training_split(cfg)[0], cfg, get_settings().cache_dir)
     q = QualityScorer(args.weights).score_gray(crops.astype(np.float32) / 255.0)
     best = np.sort(np.argsort(-q)[: int(round(args.keep * len(q)))])
     print(f"{len(q)} training crops, keeping the best {len(best)} (quality >= {q[best].min():.0f})")

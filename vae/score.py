@@ -51,25 +51,23 @@ def png_bits(grays: np.ndarray) -> np.ndarray:
     )
 
 
-def complexity_reference(grays: np.ndarray) -> float:
-    """The median PNG code length of the training crops: what a typical face costs."""
-    return float(np.median(png_bits(grays)))
-
-
-def complexity_bound(grays: np.ndarray) -> float:
-    """The 99th percentile of the training crops' PNG code lengths: the most a face costs."""
-    return float(np.percentile(png_bits(grays), 99))
+def complexity_stats(grays: np.ndarray) -> dict[str, float]:
+    """The training crops' PNG code lengths, as the weights' record keeps them: the median
+    (what a typical face costs) and the 99th percentile (the most a face costs)."""
+    bits = png_bits(grays)
+    return {
+        "complexity_ref_bits": float(np.median(bits)),
+        "complexity_max_bits": float(np.percentile(bits, 99)),
+    }
 
 
 class WeightsError(ValueError):
     pass
 
 
-def load_vae(path: str | Path | None = None) -> tuple[VAE, dict]:
-    """Load a weights file written by `escrow vae train` (default: the shipped weights)."""
-    import json
-
-    path = Path(path) if path else DEFAULT_WEIGHTS
+def read_weights(path: str | Path) -> dict:
+    """The raw dict of a weights file written by `escrow vae train`, checked for its format."""
+    path = Path(path)
     if not path.is_file():
         raise WeightsError(f"VAE weights not found: {path}")
     try:
@@ -78,6 +76,14 @@ def load_vae(path: str | Path | None = None) -> tuple[VAE, dict]:
         raise WeightsError(f"not a VAE weights file: {path} ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"not a keyframe-escrow VAE weights file: {path}")
+    return payload
+
+
+def load_vae(path: str | Path | None = None) -> tuple[VAE, dict]:
+    """Load a weights file written by `escrow vae train` (default: the shipped weights)."""
+    import json
+
+    payload = read_weights(path or DEFAULT_WEIGHTS)
     model = VAE(VAEConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     model.eval()

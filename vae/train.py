@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
 from vae.degrade import random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
-from vae.score import COMPLEXITY_FORMS, complexity_bound, complexity_reference
+from vae.score import COMPLEXITY_FORMS, WEIGHTS_FORMAT, complexity_stats, read_weights
 
 CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
 
@@ -59,6 +59,13 @@ class TrainConfig:
     limit: int | None = None
     threads: int | None = None
     model: dict = field(default_factory=lambda: VAEConfig().to_dict())
+
+    @classmethod
+    def from_record(cls, record: dict, **moved: str | None) -> TrainConfig:
+        """The config a weights file was trained with (fields this version does not know are
+        dropped); `moved` overrides paths that have moved since, where given."""
+        tc = {k: v for k, v in record["train_config"].items() if k in cls.__dataclass_fields__}
+        return cls(**{**tc, **{k: v for k, v in moved.items() if v}})
 
 
 def split_holdout(
@@ -311,8 +318,7 @@ def train(
         "n_holdout_images": len(held_paths),
         "holdout_first": held_paths[0].name if held_paths else None,
         "parameters": count_parameters(model),
-        "complexity_ref_bits": complexity_reference(crops.astype(np.float32) / 255.0),
-        "complexity_max_bits": complexity_bound(crops.astype(np.float32) / 255.0),
+        **complexity_stats(crops.astype(np.float32) / 255.0),
         "torch": torch.__version__,
     }
     log(f"trained in {time.time() - t0:.0f} s")
@@ -337,43 +343,41 @@ def restate_complexity(
     come from other faces than the model saw. Returns the new record."""
     if form not in COMPLEXITY_FORMS:
         raise ValueError(f"unknown complexity correction: {form} ({', '.join(COMPLEXITY_FORMS)})")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_weights(path)
     record = json.loads(payload.get("record") or "{}")
-    tc = dict(record.get("train_config") or {})
-    if not tc:
+    if not record.get("train_config"):
         raise ValueError(f"{path} has no training config to find its training faces by")
-    tc.update({k: v for k, v in (("data", data), ("identities", identities)) if v})
-    known = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{k: v for k, v in tc.items() if k in known})
+    cfg = TrainConfig.from_record(record, data=data, identities=identities)
     crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
-    grays = crops.astype(np.float32) / 255.0
-    ref = complexity_reference(grays)
+    stats = complexity_stats(crops.astype(np.float32) / 255.0)
+    ref = stats["complexity_ref_bits"]
     if record.get("complexity_ref_bits") not in (None, ref):
         raise ValueError(
             f"the faces under {cfg.data} are not the ones {path} was trained on (median code "
             f"length {ref:.0f} bits, the weights say {record['complexity_ref_bits']:.0f})"
         )
-    record["complexity_ref_bits"] = ref
-    record["complexity_max_bits"] = complexity_bound(grays)
-    record.setdefault("complexity_changes", []).append(
-        {"from": tc.get("complexity", "floor"), "to": form}
-    )
+    record.update(stats)
+    was = record["train_config"].get("complexity", "floor")  # as the scorer reads it
+    record.setdefault("complexity_changes", []).append({"from": was, "to": form})
     record["train_config"] = {**record["train_config"], "complexity": form}
     payload["record"] = json.dumps(record)
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    _write_atomically(payload, Path(path))
     return record
 
 
 def save_weights(model: VAE, path: Path, record: dict) -> None:
     """Weights file: plain tensors + JSON-able metadata, loadable with weights_only=True."""
     payload = {
-        "format": "keyframe-escrow-vae/1",
+        "format": WEIGHTS_FORMAT,
         "config": model.cfg.to_dict(),
         "state_dict": model.state_dict(),
         "record": json.dumps(record),
     }
-    tmp = Path(path).with_suffix(".tmp")
+    _write_atomically(payload, Path(path))
+
+
+def _write_atomically(payload: dict, path: Path) -> None:
+    """A weights file is replaced whole or not at all: a crash mid-write loses nothing."""
+    tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)

@@ -169,13 +169,8 @@ def vae_complexity(
     statistics it needs are re-derived from the weights' own training faces."""
     if not weights.is_file():
         raise UserError(f"no such weights file: {weights}")
-    from vae.score import WeightsError, load_vae
     from vae.train import restate_complexity
 
-    try:
-        load_vae(weights)
-    except WeightsError as exc:
-        raise UserError(str(exc)) from exc
     need_detector()
     setup_torch()
     try:
