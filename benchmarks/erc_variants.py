@@ -99,6 +99,14 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=300, help="0: areas only, no intervals")
     ap.add_argument("--ensemble", action="store_true", help="also the mean z-score of all runs")
     ap.add_argument("--pairwise", action="store_true", help="quality of a pair = min of both")
+    ap.add_argument(
+        "--background",
+        type=Path,
+        default=None,
+        help="weights of a background VAE (benchmarks/erc_background.py): also score by the "
+        "likelihood ratio log RP - b * log RP_background",
+    )
+    ap.add_argument("--beta", type=float, action="append", default=[], help="b (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(get_settings().threads or 2)
 
@@ -142,6 +150,7 @@ def main() -> None:
         for name, q in base.items():
             report(f"baseline {name}", q)
     members = []  # the weights' own score of each model, for --ensemble
+    bg = QualityScorer(args.background) if args.background else None
     for w, L, side in itertools.product(
         args.weights or [None], args.samples or [10], args.max_side or [None]
     ):
@@ -164,6 +173,16 @@ def main() -> None:
                     continue
                 variants[form] = nums[form]
                 variants[f"{form} + floor"] = nums[form] + pen
+            if bg is not None:
+                lrp_bg = log_rp_variant(bg, gray, 0.0)["log_rp"]
+                variants["background log RP alone"] = lrp_bg
+                for b in args.beta or [1.0]:
+                    variants[f"log RP - {b:g} background"] = lrp - b * lrp_bg
+                    if b < 1:  # the rest of the correction from the code length (Serra)
+                        png = own - lrp
+                        variants[f"log RP - {b:g} bg + {1 - b:g} png"] = (
+                            lrp - b * lrp_bg + (1 - b) * png
+                        )
             for a in args.alpha:
                 variants[f"+{a:g}*bits"] = lrp + a * LN2 * bits
             for name, q in variants.items():
