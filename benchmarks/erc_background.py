@@ -23,6 +23,7 @@ the shared 64x64 gray resize), so the two models see crops with the same pixel s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -103,13 +104,14 @@ def main() -> None:
     st = get_settings()
     torch.set_num_threads(st.threads or 2)
 
-    import json
-
     face_record = json.loads(read_weights(args.face_weights)["record"])
-    cfg = vt.TrainConfig.from_record(face_record, data=str(st.data_dir / "celeba-10k"))
-    cfg.identities = str(st.data_dir / "celeba-10k-identity.txt")
+    cfg = vt.TrainConfig.from_record(
+        face_record,
+        data=str(st.data_dir / "celeba-10k"),
+        identities=str(st.data_dir / "celeba-10k-identity.txt"),
+    )
     train_paths, _ = vt.training_split(cfg)  # the face model's own training images only
-    framing = Framing(cfg.margin, cfg.max_side)
+    framing = Framing.from_record(face_record)
     t0 = time.time()
     video = st.data_dir / "video" / "arcade-1080p.mp4"
     if args.source == "generic":

@@ -174,12 +174,12 @@ def main() -> None:
                 variants[form] = nums[form]
                 variants[f"{form} + floor"] = nums[form] + pen
             if bg is not None:
-                lrp_bg = log_rp_variant(bg, gray, 0.0)["log_rp"]
+                lrp_bg = bg.log_rp(gray.astype(np.float32) / 255.0)
+                png = own - lrp  # the weights' own code-length correction (Serra)
                 variants["background log RP alone"] = lrp_bg
                 for b in args.beta or [1.0]:
                     variants[f"log RP - {b:g} background"] = lrp - b * lrp_bg
-                    if b < 1:  # the rest of the correction from the code length (Serra)
-                        png = own - lrp
+                    if b < 1:  # the rest of the correction from the code length
                         variants[f"log RP - {b:g} bg + {1 - b:g} png"] = (
                             lrp - b * lrp_bg + (1 - b) * png
                         )
