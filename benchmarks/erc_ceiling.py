@@ -1,7 +1,7 @@
-"""How much of the random -> PERFECT distance can *any* probe-only ranking close? (docs/erc.md #44)
+"""How much of the random -> PERFECT distance could a probe-only ranking close? (docs/erc.md #44)
 
 PERFECT ranks each probe by its distance to its own reference, so it knows the reference.
-A probe-only quality cannot. This measures a ceiling for the probe's own share with an
+A probe-only quality cannot. This estimates the ceiling of the probe's own share with an
 identity-aware oracle that is not a quality method (it uses the labels and the matcher): each
 probe ranked by its mean matcher distance to its subject's *other* images, the reference left
 out (probes of subjects with only the pair get the median). What it closes is roughly what a
