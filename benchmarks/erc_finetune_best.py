@@ -41,12 +41,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.0005)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--holdout", type=float, default=None, help="held-out fraction (default: the weights')"
+    )
     args = ap.parse_args()
     torch.set_num_threads(get_settings().threads or 2)
     torch.manual_seed(1)
 
     model, record = load_vae(args.weights)
     cfg = TrainConfig.from_record(record)
+    if args.holdout is not None:  # more (or fewer) training faces than the weights saw (#46)
+        cfg.holdout = args.holdout
     crops, _ = crop_faces(training_split(cfg)[0], cfg, get_settings().cache_dir)
     q = QualityScorer(args.weights).score_gray(crops.astype(np.float32) / 255.0)
     best = np.sort(np.argsort(-q)[: int(round(args.keep * len(q)))])
