@@ -21,9 +21,8 @@ import numpy as np
 
 from escrow.settings import get_settings
 from vae import erc
-from vae.erc_data import detect_faces, load_dataset, vae_crops
-from vae.erc_run import weights_framing
-from vae.matchers import embeddings, make_matcher
+from vae.erc_data import vae_crops
+from vae.erc_run import cached_faces, weights_framing
 from vae.score import QualityScorer
 
 
@@ -45,9 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     summ = json.loads(args.summary.read_text())
     st = get_settings()
-    _, samples = load_dataset(Path(summ["dataset"]))
-    table = detect_faces(samples, st.cache_dir, progress=False)
-    emb = embeddings(table, make_matcher(summ["matcher"]), st.cache_dir).astype(np.float64)
+    table, emb = cached_faces(summ, st.cache_dir)
     pairs = erc.genuine_pairs(table.subjects, emb)
     scorer = QualityScorer(args.weights)
     gray = vae_crops(table, weights_framing(scorer.record), st.cache_dir, progress=False)

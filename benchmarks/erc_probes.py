@@ -27,9 +27,9 @@ from escrow.settings import get_settings
 from vae import erc
 from vae.baselines import baseline_qualities
 from vae.data import read_rgb
-from vae.erc_data import FaceTable, detect_faces, load_dataset, vae_crops
-from vae.erc_run import weights_framing
-from vae.matchers import embeddings, face_recognition_models_dir, make_matcher
+from vae.erc_data import FaceTable, vae_crops
+from vae.erc_run import cached_faces, weights_framing
+from vae.matchers import face_recognition_models_dir
 from vae.model import gaussian_log_density
 from vae.score import QualityScorer
 
@@ -118,9 +118,7 @@ def main() -> None:
     torch.set_num_threads(get_settings().threads or 2)
     summ = json.loads(args.summary.read_text())
     st = get_settings()
-    _, samples = load_dataset(Path(summ["dataset"]))
-    table = detect_faces(samples, st.cache_dir, progress=False)
-    emb = embeddings(table, make_matcher(summ["matcher"]), st.cache_dir).astype(np.float64)
+    table, emb = cached_faces(summ, st.cache_dir)
     scorer = QualityScorer(args.weights)
     gray = vae_crops(table, weights_framing(scorer.record), st.cache_dir)
     m = mirror_scores(scorer, gray)

@@ -1,4 +1,4 @@
-"""Train the quality VAE with a wider decoder, the shipped recipe otherwise (docs/erc.md #42).
+"""Train the quality VAE with a wider decoder, the shipped recipe otherwise (docs/erc.md #43).
 
 The shipped decoder narrows to 16 and 8 channels at 32x32 and 64x64 so that its L = 10
 passes per crop stay cheap on a camera. Its validation ELBO was still improving at epoch 80

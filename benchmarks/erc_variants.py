@@ -25,9 +25,8 @@ import torch
 from escrow.settings import get_settings
 from vae import erc
 from vae.baselines import baseline_qualities
-from vae.erc_data import detect_faces, load_dataset, vae_crops
-from vae.erc_run import weights_framing
-from vae.matchers import embeddings, make_matcher
+from vae.erc_data import vae_crops
+from vae.erc_run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
 from vae.score import LN2, QualityScorer, png_bits
 
@@ -112,9 +111,7 @@ def main() -> None:
 
     summ = json.loads(args.summary.read_text())
     st = get_settings()
-    _, samples = load_dataset(Path(summ["dataset"]))
-    table = detect_faces(samples, st.cache_dir)
-    emb = embeddings(table, make_matcher(summ["matcher"]), st.cache_dir)
+    table, emb = cached_faces(summ, st.cache_dir, progress=True)
     pairs = erc.genuine_pairs(table.subjects, emb)
     base = baseline_qualities(table.boxes, table.probs, table.face112, with_brisque=False)
 

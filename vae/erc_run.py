@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from vae import erc
 from vae.baselines import baseline_qualities
-from vae.erc_data import detect_faces, load_dataset, vae_crops
+from vae.erc_data import FaceTable, detect_faces, load_dataset, vae_crops
 from vae.erc_report import f_label, plot_erc, summary_table, write_curves_csv, write_summary
 from vae.matchers import embeddings, make_matcher
 
@@ -52,6 +52,17 @@ def weights_framing(record: dict) -> str:
     cfg = record.get("train_config", {})
     side = f",max_side={cfg['max_side']}" if cfg.get("max_side") else ""
     return f"margin={cfg.get('margin', 0.2):g}{side}"
+
+
+def cached_faces(
+    summary: dict, cache_dir: Path, progress: bool = False
+) -> tuple[FaceTable, np.ndarray]:
+    """The faces and float64 matcher embeddings of an earlier run, named by its summary.json:
+    what the benchmarks re-score, read back from the run's caches rather than redone."""
+    _, samples = load_dataset(Path(summary["dataset"]))
+    table = detect_faces(samples, cache_dir, progress=progress)
+    emb = embeddings(table, make_matcher(summary["matcher"]), cache_dir)
+    return table, emb.astype(np.float64)
 
 
 def vae_qualities(gray64: np.ndarray, scorer, progress: bool) -> dict[str, np.ndarray]:
