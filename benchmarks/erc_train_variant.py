@@ -6,7 +6,9 @@ same objective) on crops framed another way, so `benchmarks/erc_variants.py --fr
 score LFW framed the same way:
 
     margin=M    square of (1 + M) x the box (M = 0.2 is the shipped framing)
+    margin=M,max_side=S     the same, shrunk to at most S px first (vae/framing.py)
     aligned=P   dlib's 5-point aligned chip with padding P (the matcher's own alignment)
+    aligned=P,inner=F,max_side=S   its central fraction F, cut at most S px (#47, #48)
 
     ESCROW_THREADS=2 .venv/bin/python benchmarks/erc_train_variant.py --framing aligned=0.25 \
         --out /tmp/vae-aligned.pt --epochs 40 --batch-size 64 --lr 0.002 --schedule cosine
@@ -28,7 +30,9 @@ from vae.erc_data import Sample, detect_faces, vae_crops
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--framing", required=True, help="margin=M or aligned=P")
+    ap.add_argument(
+        "--framing", required=True, help="margin=M[,max_side=S] or aligned=P[,inner=F][,max_side=S]"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=64)

@@ -73,12 +73,14 @@ def test_train_options_travel_with_the_weights(tmp_path, small_set):
     w = tmp_path / "w.pt"
     train(tmp_path, small_set, w, "--epochs", "1", "--margin", "-0.4", "--max-side", "34",
           "--complexity", "bounded", "--latent-dim", "16", "--sigma-min", "0.05",
-          "--jitter", "0.05")  # fmt: skip
+          "--jitter", "0.05", "--degradations", "blur,occlusion,shadow",
+          "--kl-weight", "2")  # fmt: skip
     model, record = load_vae(w)
     cfg = record["train_config"]
     assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "bounded")
     assert record["complexity_max_bits"] > record["complexity_ref_bits"] > 0
     assert cfg["jitter"] == 0.05
+    assert cfg["degradations"] == ["blur", "occlusion", "shadow"] and cfg["kl_weight"] == 2.0
     assert model.cfg.latent_dim == 16 and model.cfg.sigma_min == 0.05
     with torch.no_grad():
         _, sigma = model.decoder(torch.randn(8, 16) * 5)
@@ -153,3 +155,35 @@ def test_complexity_form_is_switched_from_the_training_faces(tmp_path, small_set
 
     r = escrow_cli(tmp_path, "vae", "complexity", tmp_path / "missing.pt")
     assert r.returncode == 2 and "no such weights file" in r.stderr
+
+
+def test_train_refuses_an_unknown_degradation(tmp_path, small_set):
+    r = escrow_train(tmp_path, small_set, tmp_path / "w.pt", "--degradations", "blur,rain")
+    assert r.returncode == 2 and "unknown degradations: rain" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "w.pt").exists()
+
+
+def test_occlusion_and_shadow_degradations():
+    """An occluder replaces one rectangle of the face and leaves every other pixel as it
+    was; a shadow only ever darkens, down to at most 0.15 x; the default draws only the four
+    camera failures, exactly as before these two existed."""
+    from vae.degrade import CAMERA_FAILURES, random_degradations
+
+    x = torch.full((32, 1, 64, 64), 0.5)
+    occ = random_degradations(x, 1.0, torch.Generator().manual_seed(0), kinds=("occlusion",))
+    for img in occ[:, 0]:
+        changed = (img - 0.5).abs() > 1e-6
+        rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
+        assert len(rows) and len(cols)
+        box = changed[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert 64 * 0.10 - 1 <= box.shape[0] <= 64 * 0.40 and 64 * 0.15 - 1 <= box.shape[1] <= 32
+        assert box.float().mean() > 0.9  # one patch, not scattered pixels
+    sh = random_degradations(x, 1.0, torch.Generator().manual_seed(1), kinds=("shadow",))
+    assert float(sh.max()) <= 0.5 + 1e-6 and float(sh.amin((1, 2, 3)).min()) >= 0.5 * 0.15
+    assert float((sh.amax((1, 2, 3)) - sh.amin((1, 2, 3))).min()) > 0.1  # a real fall-off
+    faces = torch.rand(16, 1, 64, 64)
+    a = random_degradations(faces, 0.5, torch.Generator().manual_seed(2))
+    b = random_degradations(faces, 0.5, torch.Generator().manual_seed(2), kinds=CAMERA_FAILURES)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="unknown degradations"):
+        random_degradations(faces, 0.5, kinds=("rain",))

@@ -255,21 +255,36 @@ def recrop_gray64(
 
 
 def aligned_gray64(
-    table: FaceTable, padding: float, cache_dir: Path, progress: bool = True
+    table: FaceTable,
+    padding: float,
+    cache_dir: Path,
+    progress: bool = True,
+    inner: float = 1.0,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """64x64 gray crops aligned the way dlib's matcher aligns its chips (5 landmarks found in
-    the same box, `dlib.get_face_chip` at 128 px with `padding`, then the usual 64x64 gray
-    preprocessing). Cached. An experiment in framing: see docs/erc.md."""
+    the same box, dlib's chip with `padding`, then the usual 64x64 gray preprocessing). Cached.
+    `inner` keeps the central fraction of that chip (dlib refuses a padding below 0, and the
+    box framings measured best well inside the face); `max_side` caps the native resolution
+    the chip is cut at, as vae/framing.py does for the box framings. Without either, the chip
+    is cut at 128 px (the first aligned experiment, #7). An experiment in framing: docs/erc.md."""
     from vae.matchers import DlibMatcher
 
-    cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-aligned{padding:g}.npy"
+    extra = (f"-i{inner:g}" if inner != 1.0 else "") + (f"-s{max_side}" if max_side else "")
+    cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-aligned{padding:g}{extra}.npy"
     if cache.exists():
         return np.load(cache)
     m = DlibMatcher()
     out = np.empty((len(table), 64, 64), dtype=np.uint8)
-    it = tqdm(range(len(table)), desc=f"aligned crops, padding {padding:g}", disable=not progress)
+    it = tqdm(
+        range(len(table)), desc=f"aligned crops, padding {padding:g}{extra}", disable=not progress
+    )
     for i in it:
-        chip = m.chip(read_rgb(Path(table.paths[i])), table.boxes[i], size=128, padding=padding)
+        rgb = read_rgb(Path(table.paths[i]))
+        if inner == 1.0 and not max_side:
+            chip = m.chip(rgb, table.boxes[i], size=128, padding=padding)
+        else:
+            chip = m.inner_chip(rgb, table.boxes[i], padding, inner, max_side)
         out[i] = np.round(to_gray64(chip, "rgb") * 255.0).astype(np.uint8)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
@@ -278,15 +293,19 @@ def aligned_gray64(
 
 def vae_crops(table: FaceTable, framing: str, cache_dir: Path, progress: bool = True):
     """The VAE's crops for a framing: "margin=M[,max_side=S]" (square around the box, the
-    project's way, optionally resolution-capped) or "aligned=P" (dlib-aligned chip, padding P)."""
+    project's way, optionally resolution-capped) or "aligned=P[,inner=F][,max_side=S]"
+    (dlib-aligned chip, padding P, its central fraction F, cut at most S px)."""
     head, _, rest = framing.partition(",")
     kind, _, value = head.partition("=")
+    extra = dict(kv.partition("=")[::2] for kv in rest.split(",")) if rest else {}
+    side = int(extra["max_side"]) if extra.get("max_side") else None
     if kind == "margin":
-        extra = dict(kv.partition("=")[::2] for kv in rest.split(",")) if rest else {}
         if set(extra) - {"max_side"}:
             raise ValueError(f"unknown framing {framing!r} (margin=M[,max_side=S])")
-        side = int(extra["max_side"]) if extra.get("max_side") else None
         return recrop_gray64(table, float(value), cache_dir, progress, side)
     if kind == "aligned":
-        return aligned_gray64(table, float(value), cache_dir, progress)
+        if set(extra) - {"max_side", "inner"}:
+            raise ValueError(f"unknown framing {framing!r} (aligned=P[,inner=F][,max_side=S])")
+        inner = float(extra.get("inner") or 1.0)
+        return aligned_gray64(table, float(value), cache_dir, progress, inner, side)
     raise ValueError(f"unknown framing {framing!r} (margin=M or aligned=P)")

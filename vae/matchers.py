@@ -79,6 +79,30 @@ class DlibMatcher:
         shape = self.shape(rgb, rect)
         return self._dlib.get_face_chip(rgb, shape, size=size, padding=padding)
 
+    def inner_chip(
+        self,
+        rgb: np.ndarray,
+        box: np.ndarray,
+        padding: float,
+        inner: float = 1.0,
+        max_side: int | None = None,
+    ) -> np.ndarray:
+        """The central `inner` fraction of the aligned chip with `padding`, cut at its native
+        resolution (the side it spans in the image), shrunk to at most `max_side` px."""
+        dlib = self._dlib
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        shape = self.shape(rgb, dlib.rectangle(x1, y1, x2, y2))
+        d = dlib.get_face_chip_details(shape, 64, padding)
+        c, half = d.rect.center(), d.rect.width() * inner / 2.0
+        side = max(2, round(2.0 * half))
+        if max_side:
+            side = min(side, int(max_side))
+        rect = dlib.drectangle(c.x - half, c.y - half, c.x + half, c.y + half)
+        return dlib.extract_image_chip(
+            rgb, dlib.chip_details(rect, dlib.chip_dims(side, side), d.angle)
+        )
+
     def embed(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         return np.asarray(self.net.compute_face_descriptor(self.chip(rgb, box)), np.float32)

@@ -94,6 +94,16 @@ def vae_train(
         float,
         typer.Option(min=0.0, max=0.2, help="Random shift/scale/turn of training crops (0: off)."),
     ] = 0.0,
+    degradations: Annotated[
+        str,
+        typer.Option(
+            help="Failures the denoising objective draws, comma-separated: blur, resolution, "
+            "noise, exposure, occlusion, shadow."
+        ),
+    ] = "blur,resolution,noise,exposure",
+    kl_weight: Annotated[
+        float, typer.Option(min=0.01, help="beta of a beta-VAE: the KL term's weight (paper: 1).")
+    ] = 1.0,
     limit: Annotated[int | None, typer.Option(help="Use at most N training images.")] = None,
     margin: Annotated[
         float,
@@ -134,6 +144,8 @@ def vae_train(
         identities=str(identities) if identities else None,
         denoise=denoise,
         jitter=jitter,
+        degradations=tuple(k.strip() for k in degradations.split(",") if k.strip()),
+        kl_weight=kl_weight,
         limit=limit,
         margin=margin,
         max_side=max_side,
