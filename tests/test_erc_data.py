@@ -130,3 +130,35 @@ def test_framings_cut_the_same_face_and_are_cached(lfw_dir, tmp_path):
     assert weights_framing({}) == "margin=0.2"
     assert weights_framing({"train_config": {"margin": 0.35}}) == "margin=0.35"
     assert weights_framing({"framing": "aligned=0.25"}) == "aligned=0.25"
+
+
+def test_inner_aligned_chip_is_the_middle_of_the_chip_at_its_native_size(lfw_dir, tmp_path):
+    """#47/#48's framing: the central fraction of dlib's aligned chip, cut at the side it spans
+    in the image (never upsampled there), shrunk to at most max_side."""
+    import cv2
+
+    from vae.erc_data import Sample, detect_faces, vae_crops
+    from vae.matchers import DlibMatcher
+
+    p = "Colin_Powell"
+    table = detect_faces([Sample(lfw_dir / p / f"{p}_0001.jpg", p)], tmp_path, progress=False)
+    m = DlibMatcher()
+    rgb = np.asarray(cv2.cvtColor(cv2.imread(table.paths[0]), cv2.COLOR_BGR2RGB))
+    whole = m.inner_chip(rgb, table.boxes[0], 0.0)
+    half = m.inner_chip(rgb, table.boxes[0], 0.0, inner=0.5)
+    capped = m.inner_chip(rgb, table.boxes[0], 0.0, inner=0.5, max_side=20)
+    native = whole.shape[0]
+    assert (
+        0.4 * (table.boxes[0][2] - table.boxes[0][0])
+        < native
+        < 1.2 * (table.boxes[0][2] - table.boxes[0][0])
+    )
+    assert abs(half.shape[0] - native / 2) <= 1 and capped.shape[:2] == (20, 20)
+    q = native // 4
+    mid = cv2.resize(whole[q : native - q, q : native - q], half.shape[1::-1])
+    assert np.abs(mid.astype(float) - half).mean() < 3  # the same face, its middle
+    crops = vae_crops(table, "aligned=0,inner=0.5,max_side=20", tmp_path, progress=False)
+    assert crops.shape == (1, 64, 64)
+    assert len(list((tmp_path / "erc").glob("gray64-*-aligned0-i0.5-s20.npy"))) == 1
+    with pytest.raises(ValueError, match="unknown framing"):
+        vae_crops(table, "aligned=0,zoom=2", tmp_path)
