@@ -161,6 +161,8 @@ def test_train_refuses_an_unknown_degradation(tmp_path, small_set):
     r = escrow_train(tmp_path, small_set, tmp_path / "w.pt", "--degradations", "blur,rain")
     assert r.returncode == 2 and "unknown degradations: rain" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "w.pt").exists()
+    r = escrow_train(tmp_path, small_set, tmp_path / "w.pt", "--degradations", " , ")
+    assert r.returncode == 2 and "at least one degradation" in r.stderr
 
 
 def test_occlusion_and_shadow_degradations():

@@ -267,6 +267,8 @@ def train(
             f"unknown degradations: {', '.join(sorted(unknown))} "
             f"(choose from {', '.join(DEGRADATION_KINDS)})"
         )
+    if cfg.denoise and not cfg.degradations:
+        raise ValueError("denoising needs at least one degradation (or --denoise 0)")
     if cfg.kl_weight <= 0:
         raise ValueError(f"the KL weight must be positive, got {cfg.kl_weight}")
     out = Path(cfg.out)
