@@ -66,3 +66,19 @@ def test_list_images_is_recursive_and_sorted(tmp_path):
         "1.jpg",
         "b/2.png",
     ]
+
+
+def test_cache_files_are_written_whole_by_concurrent_writers(tmp_path):
+    """Two writers of the same cache at once (trainings side by side) both finish, the file
+    is one complete write, and no temporary file is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vae.data import save_npz_atomically
+
+    path = tmp_path / "cache" / "crops-x.npz"
+    big = {i: np.full((400, 64, 64), i, np.uint8) for i in range(8)}
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: save_npz_atomically(path, crops=big[i]), range(8)))
+    crops = np.load(path)["crops"]
+    assert crops.shape == (400, 64, 64) and len(np.unique(crops)) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["crops-x.npz"]

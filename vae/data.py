@@ -7,6 +7,8 @@ a model trained on INTER_AREA-shrunk BT.601 luminance must be scored on exactly 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -84,3 +86,19 @@ def read_rgb(path: Path) -> np.ndarray:
 def uint8_gray64(grays: Iterable[np.ndarray]) -> np.ndarray:
     """Stack preprocessed crops compactly (uint8) for caching; to_batch() undoes it."""
     return np.stack([np.round(g * 255.0).astype(np.uint8) for g in grays])
+
+
+def save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+    """Write a cache file whole or not at all. The temporary file has a name of its own, so
+    two processes filling the same cache at once (trainings run side by side) each finish
+    with a complete file instead of one moving the other's half-written one away."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

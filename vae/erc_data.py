@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vae.data import IMAGE_SUFFIXES, read_rgb, to_gray64
+from vae.data import IMAGE_SUFFIXES, read_rgb, save_npz_atomically, to_gray64
 
 ERC_CACHE_VERSION = 1  # bump when detection, face picking or crop cutting changes
 VAE_MARGIN = 0.2  # the margin the shipped VAE was trained with (vae/train.py)
@@ -207,10 +207,8 @@ def detect_faces(
         no_face=no_face,
         key=key,
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
+    save_npz_atomically(
+        cache,
         paths=np.array(table.paths, dtype=str),
         subjects=table.subjects,
         boxes=table.boxes,
@@ -221,7 +219,6 @@ def detect_faces(
         n_images=np.array(table.n_images),
         no_face=np.array(no_face, dtype=str),
     )
-    tmp.replace(cache)
     log(f"faces: {len(table)} of {len(samples)} images; cached {cache}")
     return table
 

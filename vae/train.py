@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae.data import list_images, read_rgb, to_batch, to_gray64, uint8_gray64
+from vae.data import list_images, read_rgb, save_npz_atomically, to_batch, to_gray64, uint8_gray64
 from vae.degrade import CAMERA_FAILURES, DEGRADATION_KINDS, random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
 from vae.score import COMPLEXITY_FORMS, WEIGHTS_FORMAT, complexity_stats, read_weights
@@ -149,10 +149,7 @@ def crop_faces(
     if not grays:
         raise ValueError("no face found in any training image")
     crops = uint8_gray64(grays)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, crops=crops, paths=np.array(kept))
-    tmp.replace(cache)
+    save_npz_atomically(cache, crops=crops, paths=np.array(kept))
     log(f"face crops: {len(kept)} kept, {missed} without a face or unreadable; cached {cache}")
     return crops, kept
 
