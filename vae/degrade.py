@@ -49,6 +49,17 @@ CAMERA_FAILURES = ("blur", "resolution", "noise", "exposure")
 DEGRADATION_KINDS = (*CAMERA_FAILURES, "occlusion", "shadow")
 
 
+def check_degradations(kinds) -> None:
+    """Refuse names random_degradations does not draw, and an empty choice."""
+    if unknown := set(kinds) - set(DEGRADATION_KINDS):
+        raise ValueError(
+            f"unknown degradations: {', '.join(sorted(unknown))} "
+            f"(choose from {', '.join(DEGRADATION_KINDS)})"
+        )
+    if not kinds:
+        raise ValueError("denoising needs at least one degradation (or --denoise 0)")
+
+
 def random_degradations(x, p: float, generator=None, kinds: tuple[str, ...] = CAMERA_FAILURES):
     """Training-time corruption for the denoising-VAE objective (Im et al., AAAI 2017).
 
@@ -64,10 +75,7 @@ def random_degradations(x, p: float, generator=None, kinds: tuple[str, ...] = CA
     import torch
     import torch.nn.functional as F
 
-    if unknown := set(kinds) - set(DEGRADATION_KINDS):
-        raise ValueError(
-            f"unknown degradations: {sorted(unknown)} ({', '.join(DEGRADATION_KINDS)})"
-        )
+    check_degradations(kinds)
     b = x.shape[0]
     out = x.clone()
     pick = torch.rand(b, generator=generator) < p

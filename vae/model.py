@@ -116,13 +116,14 @@ class VAE(nn.Module):
         self.decoder = Decoder(self.cfg)
 
     def forward(
-        self, x: torch.Tensor, target: torch.Tensor | None = None
+        self, x: torch.Tensor, target: torch.Tensor | None = None, kl_weight: float = 1.0
     ) -> dict[str, torch.Tensor]:
         """One-sample ELBO for training. x: (B, 1, 64, 64) in [0, 1].
 
         With `target`, this is the denoising ELBO: the encoder sees x (possibly degraded) and
         the likelihood is of `target` (the clean face), so p(x|z) only ever learns what a
         high-quality face looks like -- the property the quality score relies on.
+        `kl_weight` is beta of a beta-VAE (Higgins et al. 2017); 1 is the ELBO above.
         """
         target = x if target is None else target
         mu_z, logvar_z = self.encoder(x)
@@ -132,7 +133,7 @@ class VAE(nn.Module):
         rec = gaussian_log_density(target, mu_x, sigma_x)  # E_q[log p(x|z)], one sample
         # KL(N(mu, sigma^2) || N(0, I)) in closed form
         kl = 0.5 * (mu_z.pow(2) + logvar_z.exp() - 1.0 - logvar_z).sum(1)
-        elbo = rec - kl
+        elbo = rec - kl_weight * kl
         return {"loss": -elbo.mean(), "rec": rec.mean(), "kl": kl.mean(), "mu_x": mu_x}
 
     @torch.inference_mode()

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vae.data import list_images, read_rgb, save_npz_atomically, to_batch, to_gray64, uint8_gray64
-from vae.degrade import CAMERA_FAILURES, DEGRADATION_KINDS, random_degradations
+from vae.degrade import CAMERA_FAILURES, check_degradations, random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
 from vae.score import COMPLEXITY_FORMS, WEIGHTS_FORMAT, complexity_stats, read_weights
 
@@ -243,9 +243,7 @@ def train_step(
     if jitter:
         x = random_jitter(x, jitter)
     seen = random_degradations(x, denoise, kinds=tuple(degradations)) if denoise else x
-    res = model(seen, target=x)
-    if kl_weight != 1.0:  # beta-VAE: -(rec - beta * KL), both batch means
-        res["loss"] = -(res["rec"] - kl_weight * res["kl"])
+    res = model(seen, target=x, kl_weight=kl_weight)
     opt.zero_grad(set_to_none=True)
     res["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
@@ -259,13 +257,8 @@ def train(
     """Train and write `cfg.out` (weights + config + training record); returns the record."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if unknown := set(cfg.degradations) - set(DEGRADATION_KINDS):
-        raise ValueError(
-            f"unknown degradations: {', '.join(sorted(unknown))} "
-            f"(choose from {', '.join(DEGRADATION_KINDS)})"
-        )
-    if cfg.denoise and not cfg.degradations:
-        raise ValueError("denoising needs at least one degradation (or --denoise 0)")
+    if cfg.denoise:
+        check_degradations(cfg.degradations)
     if cfg.kl_weight <= 0:
         raise ValueError(f"the KL weight must be positive, got {cfg.kl_weight}")
     out = Path(cfg.out)
