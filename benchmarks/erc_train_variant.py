@@ -25,6 +25,7 @@ import numpy as np
 
 import vae.train as vt
 from escrow.settings import get_settings
+from vae.data import CONTRAST_FORMS, normalise_contrast
 from vae.erc_data import Sample, detect_faces, vae_crops
 
 
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--schedule", default="cosine")
     ap.add_argument("--denoise", type=float, default=0.5)
     ap.add_argument("--sigma-min", type=float, default=None)
+    ap.add_argument("--contrast", choices=CONTRAST_FORMS, default="none")
     args = ap.parse_args()
     st = get_settings()
     data = st.data_dir / "celeba-10k"
@@ -49,7 +51,8 @@ def main() -> None:
         """vae.train.crop_faces with the requested framing (the centre face's box)."""
         samples = [Sample(Path(p), "") for p in paths]
         table = detect_faces(samples, cache_dir, log=log)
-        return vae_crops(table, args.framing, cache_dir), list(table.paths)
+        gray = normalise_contrast(vae_crops(table, args.framing, cache_dir), args.contrast)
+        return gray, list(table.paths)
 
     vt.crop_faces = crop_faces
     model = vt.VAEConfig().to_dict()
@@ -74,7 +77,9 @@ def main() -> None:
     import torch
 
     payload = torch.load(args.out, map_location="cpu", weights_only=True)
-    payload["record"] = json.dumps({**json.loads(payload["record"]), "framing": args.framing})
+    payload["record"] = json.dumps(
+        {**json.loads(payload["record"]), "framing": args.framing, "contrast": args.contrast}
+    )
     torch.save(payload, args.out)
     last = record["history"][-1]
     print(f"wrote {args.out}: framing {args.framing}, val -ELBO {last.get('val_loss', np.nan):.1f}")

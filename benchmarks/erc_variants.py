@@ -25,6 +25,7 @@ import torch
 from escrow.settings import get_settings
 from vae import erc
 from vae.baselines import baseline_qualities
+from vae.data import normalise_contrast
 from vae.erc_data import vae_crops
 from vae.erc_run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
@@ -155,7 +156,9 @@ def main() -> None:
         framing = args.framing or weights_framing(scorer.record)
         if side is not None:  # replace the weights' own cap
             framing = ",".join([framing.split(",")[0]] + ([f"max_side={side}"] if side else []))
-        gray = vae_crops(table, framing, st.cache_dir)
+        gray = normalise_contrast(
+            vae_crops(table, framing, st.cache_dir), scorer.record.get("contrast", "none")
+        )
         bits = png_bits(gray.astype(np.float32) / 255.0)
         for floor in args.sigma_floor or [0.0]:
             nums = log_rp_variant(scorer, gray, floor)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vae.data import list_images, read_rgb, to_batch, to_gray64
+from vae.data import list_images, normalise_contrast, read_rgb, to_batch, to_gray64
 
 
 def _rgb(h=90, w=70, seed=0):
@@ -82,3 +82,26 @@ def test_cache_files_are_written_whole_by_concurrent_writers(tmp_path):
     crops = np.load(path)["crops"]
     assert crops.shape == (400, 64, 64) and len(np.unique(crops)) == 1
     assert [p.name for p in path.parent.iterdir()] == ["crops-x.npz"]
+
+
+def test_contrast_normalisation_takes_out_brightness_and_contrast():
+    rng = np.random.default_rng(0)
+    face = rng.normal(0.5, 0.1, size=(3, 64, 64)).clip(0, 1)
+    crops = np.round(face * 255).astype(np.uint8)
+    dim = np.round((0.2 + 0.4 * face) * 255).astype(np.uint8)  # darker and flatter
+    assert np.abs(dim.astype(float) - crops).mean() > 20
+    for form in ("standardise", "equalise"):
+        a, b = normalise_contrast(crops, form), normalise_contrast(dim, form)
+        assert a.shape == crops.shape and a.dtype == np.uint8
+        assert np.abs(a.astype(float) - b).mean() < 3, form  # the same face after it
+    std = normalise_contrast(crops, "standardise").astype(float) / 255
+    assert np.allclose(std.mean(axis=(1, 2)), 0.5, atol=0.01)
+    assert np.allclose(std.std(axis=(1, 2)), 0.2, atol=0.01)
+    assert normalise_contrast(crops, "none") is crops
+
+
+def test_contrast_normalisation_of_a_flat_crop_and_unknown_forms():
+    flat = np.full((1, 64, 64), 90, np.uint8)
+    assert (normalise_contrast(flat, "standardise") == 128).all()  # no division by zero
+    with pytest.raises(ValueError, match="unknown contrast form"):
+        normalise_contrast(flat, "gamma")
