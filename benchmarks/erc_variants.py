@@ -92,7 +92,7 @@ def main() -> None:
         "--form",
         action="append",
         default=[],
-        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png"],
+        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png", "light"],
         help="also score by this number of the VAE (log_rp_variant), alone and with the floor",
     )
     ap.add_argument("--max-side", type=int, action="append", default=[], help="0: no cap")
@@ -170,6 +170,11 @@ def main() -> None:
             for form in args.form:
                 if form == "png":  # the complexity terms alone, no VAE at all
                     variants["png floor alone"], variants["png bits alone"] = pen, bits
+                    continue
+                if form == "light":  # the crop's brightness and flatness alone, no VAE at all
+                    x = gray.astype(np.float32) / 255.0
+                    variants["brightness alone"] = x.mean(axis=(1, 2))
+                    variants["low contrast alone"] = -x.std(axis=(1, 2))
                     continue
                 variants[form] = nums[form]
                 variants[f"{form} + floor"] = nums[form] + pen
