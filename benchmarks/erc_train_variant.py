@@ -13,6 +13,10 @@ score LFW framed the same way:
     ESCROW_THREADS=2 .venv/bin/python benchmarks/erc_train_variant.py --framing aligned=0.25 \
         --out /tmp/vae-aligned.pt --epochs 40 --batch-size 64 --lr 0.002 --schedule cosine
 
+`--contrast standardise|equalise` also takes each crop's brightness and contrast out
+(vae.data.normalise_contrast, #54); the form travels in the weights' record and
+`benchmarks/erc_variants.py` applies it to the faces it scores.
+
 Never trains on LFW: only the CelebA training split.
 """
 

@@ -93,7 +93,8 @@ def main() -> None:
         action="append",
         default=[],
         choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png", "light"],
-        help="also score by this number of the VAE (log_rp_variant), alone and with the floor",
+        help="also score by this number of the VAE (log_rp_variant), alone and with the floor; "
+        "png and light: the crop's code length or its light alone, no VAE",
     )
     ap.add_argument("--max-side", type=int, action="append", default=[], help="0: no cap")
     ap.add_argument("--bootstrap", type=int, default=300, help="0: areas only, no intervals")

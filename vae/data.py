@@ -112,7 +112,9 @@ def normalise_contrast(grays: np.ndarray, form: str = "none") -> np.ndarray:
     likelihood judges the face's structure rather than how bright or flat it is (a Gaussian
     likelihood favours low-contrast crops: their residuals are small whatever the face).
     - "standardise": each crop shifted and scaled to mean 0.5 and spread 0.2 (clipped);
-    - "equalise": each crop's histogram equalised (cv2.equalizeHist)."""
+    - "equalise": each crop's histogram equalised (cv2.equalizeHist).
+    Only the ERC experiments use it (docs/erc.md #54): both forms ranked LFW's probes worse,
+    because the light is evidence the likelihood should see, so the shipped model has none."""
     a = np.asarray(grays)
     if form == "none":
         return a
