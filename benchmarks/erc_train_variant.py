@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--denoise", type=float, default=0.5)
     ap.add_argument("--sigma-min", type=float, default=None)
     ap.add_argument("--contrast", choices=CONTRAST_FORMS, default="none")
+    ap.add_argument("--relight", type=float, default=0.0, help="vae.train.TrainConfig.relight")
+    ap.add_argument("--degradations", default=",".join(vt.CAMERA_FAILURES), help="comma-separated")
     args = ap.parse_args()
     st = get_settings()
     data = st.data_dir / "celeba-10k"
@@ -73,6 +75,8 @@ def main() -> None:
         denoise=args.denoise,
         threads=st.threads,
         model=model,
+        relight=args.relight,
+        degradations=tuple(args.degradations.split(",")),
     )
     record = vt.train(cfg, st.cache_dir)
     # the framing travels with the weights, so a scorer can frame faces the same way

@@ -80,6 +80,59 @@ def log_rp_variant(
     return res
 
 
+def likelihood_regret(
+    scorer: QualityScorer, grays: np.ndarray, steps: int, lr: float, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Likelihood regret (Xiao, Yan & Amit, NeurIPS 2020): how much better the decoder could
+    explain a crop if its posterior were fitted to that crop alone instead of read off the
+    amortised encoder. Per crop, q(z|x) = N(mu, diag exp(logvar)) starts at the encoder's
+    output and is moved by Adam (`steps` steps, one fresh z per step, as in training) to
+    maximise the ELBO, log p(x|z) - KL(q || N(0, I)), with the decoder fixed. Returned, each
+    measured with the scorer's L fixed samples: the ELBO before and after, and eq. (2) with
+    the fitted posterior ("log_rp_fit"). A crop the encoder explains as well as anything could
+    has regret ~0; a face unlike the training faces leaves the encoder further from the best
+    code. The regret is a complexity correction learned from the model itself: a simple crop
+    gains little, because the encoder already explains it."""
+    model = scorer.model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x_all = torch.from_numpy(grays.astype(np.float32)[:, None] / 255.0)
+    g = torch.Generator().manual_seed(seed)
+    log_l = math.log(len(scorer.eps))
+
+    def kl(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv).sum(1)
+
+    @torch.no_grad()
+    def measured(x: torch.Tensor, mu: torch.Tensor, lv: torch.Tensor):
+        std = torch.exp(0.5 * lv)
+        lp = torch.stack(
+            [gaussian_log_density(x, *model.decoder(mu + std * e)) for e in scorer.eps], 1
+        )
+        return lp.mean(1) - kl(mu, lv), torch.logsumexp(lp, 1) - log_l
+
+    out: dict[str, list[torch.Tensor]] = {"elbo_enc": [], "elbo_fit": [], "log_rp_fit": []}
+    for i in range(0, len(x_all), 256):
+        x = x_all[i : i + 256].contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            mu0, lv0 = model.encoder(x)
+        mu, lv = mu0.clone().requires_grad_(True), lv0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([mu, lv], lr=lr)
+        for _ in range(steps):
+            e = torch.randn(mu.shape, generator=g)
+            mu_x, sigma_x = model.decoder(mu + torch.exp(0.5 * lv) * e)
+            loss = -(gaussian_log_density(x, mu_x, sigma_x) - kl(mu, lv)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        e0, _ = measured(x, mu0, lv0)
+        e1, lrp1 = measured(x, mu.detach(), lv.detach())
+        out["elbo_enc"].append(e0)
+        out["elbo_fit"].append(e1)
+        out["log_rp_fit"].append(lrp1)
+    return {k: torch.cat(v).double().numpy() for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--summary", type=Path, required=True, help="summary.json of escrow erc")
@@ -92,10 +145,13 @@ def main() -> None:
         "--form",
         action="append",
         default=[],
-        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png", "light"],
+        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png", "light", "regret"],
         help="also score by this number of the VAE (log_rp_variant), alone and with the floor; "
-        "png and light: the crop's code length or its light alone, no VAE",
+        "png and light: the crop's code length or its light alone, no VAE; regret: the "
+        "likelihood regret of a posterior fitted per crop (likelihood_regret)",
     )
+    ap.add_argument("--regret-steps", type=int, default=100, help="Adam steps per crop")
+    ap.add_argument("--regret-lr", type=float, default=0.05)
     ap.add_argument("--max-side", type=int, action="append", default=[], help="0: no cap")
     ap.add_argument("--bootstrap", type=int, default=300, help="0: areas only, no intervals")
     ap.add_argument("--ensemble", action="store_true", help="also the mean z-score of all runs")
@@ -171,6 +227,21 @@ def main() -> None:
             for form in args.form:
                 if form == "png":  # the complexity terms alone, no VAE at all
                     variants["png floor alone"], variants["png bits alone"] = pen, bits
+                    continue
+                if form == "regret":
+                    r = likelihood_regret(scorer, gray, args.regret_steps, args.regret_lr)
+                    corr = own - lrp  # the weights' own complexity correction
+                    regret = r["elbo_fit"] - r["elbo_enc"]
+                    print(
+                        f"regret: median {np.median(regret):.1f} nats, 5-95% "
+                        f"{np.percentile(regret, 5):.1f}..{np.percentile(regret, 95):.1f}",
+                        flush=True,
+                    )
+                    variants["regret alone (less = better)"] = -regret
+                    variants["log RP - regret"] = lrp - regret
+                    variants["weights' score - regret"] = own - regret
+                    variants["log RP fitted"] = r["log_rp_fit"]
+                    variants["log RP fitted + correction"] = r["log_rp_fit"] + corr
                     continue
                 if form == "light":  # the crop's brightness and flatness alone, no VAE at all
                     x = gray.astype(np.float32) / 255.0

@@ -89,6 +89,20 @@ def test_erc_writes_plots_csv_and_summary(first_run, lfw):
     assert vae01[20] == pytest.approx(
         s["results"]["0.01"]["methods"]["VAE"]["fnmr_at_0.1"], abs=1e-6
     )
+    # whom each method rejects, by skin tone: the bands hold every probe once, and together
+    # each method rejects r of them
+    bands = s["by_skin_tone"]["bands"]
+    assert sum(b["probes"] for b in bands) == c["pairs"]
+    assert [b["ita_median"] for b in bands] == sorted(
+        (b["ita_median"] for b in bands), reverse=True
+    )
+    for f in s["fs"]:
+        fnm = sum(b["fnmr"][f] * b["probes"] for b in bands)
+        assert fnm == pytest.approx(s["results"][f]["false_non_matches"], abs=1e-6)
+    for m in ("VAE", "face size"):
+        rejected = sum(b["rejected"][m]["0.2"] * b["probes"] for b in bands) / c["pairs"]
+        assert rejected == pytest.approx(0.2, abs=0.02)
+    assert "skin tone (ITA)" in r.stdout
 
 
 def test_second_run_reads_the_caches_and_agrees(first_run, env, tmp_path):

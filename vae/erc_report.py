@@ -111,3 +111,22 @@ def summary_table(summary: dict) -> str:
             cells.append(f"{r['area']:.4f} [{lo:.4f}, {hi:.4f}]")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def skin_tone_table(summary: dict) -> str:
+    """Markdown table of whom each method rejects, per skin-tone band (vae/skin_tone.py), at
+    the largest f: the band's FNMR before rejection against the share of it rejected at
+    r = 0.1 / 0.2."""
+    bands = summary.get("by_skin_tone", {}).get("bands", [])
+    if not bands:
+        return ""
+    f = max(summary["results"], key=float)
+    methods = [m for m in summary["methods"] if m in bands[0]["rejected"]]
+    head = f"| skin tone (ITA) | probes | FNMR at f = {f} | " + " | ".join(
+        f"{m}: rejected at r = 0.1 / 0.2" for m in methods
+    )
+    lines = [head + " |", "|---|---|---|" + "---|" * len(methods)]
+    for b in bands:
+        cells = [f"{b['rejected'][m]['0.1']:.2f} / {b['rejected'][m]['0.2']:.2f}" for m in methods]
+        lines.append(f"| {b['band']} | {b['probes']} | {b['fnmr'][f]:.3f} | " + " | ".join(cells))
+    return "\n".join(line if line.endswith("|") else line + " |" for line in lines)

@@ -14,8 +14,16 @@ from tqdm import tqdm
 from vae import erc
 from vae.baselines import baseline_qualities
 from vae.erc_data import FaceTable, detect_faces, load_dataset, vae_crops
-from vae.erc_report import f_label, plot_erc, summary_table, write_curves_csv, write_summary
+from vae.erc_report import (
+    f_label,
+    plot_erc,
+    skin_tone_table,
+    summary_table,
+    write_curves_csv,
+    write_summary,
+)
 from vae.matchers import embeddings, make_matcher
+from vae.skin_tone import PROXY, face_itas, rejection_by_band
 
 OURS = "VAE"
 DIAGNOSTIC = ("VAE log RP",)  # shown, but not a baseline the VAE must beat
@@ -166,6 +174,8 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
         plot_erc(cfg.out / f"erc-f{f_label(f)}.png", curves, areas, f, title)
 
     write_curves_csv(cfg.out / "erc.csv", per_f)
+    angles = face_itas(table, cfg.cache_dir, cfg.progress)[pairs.probe]
+    by_tone = rejection_by_band(angles, pairs.distance, qualities, fs)
     summary = {
         "dataset": str(cfg.dataset),
         "layout": layout,
@@ -188,8 +198,10 @@ def run_erc(cfg: ErcConfig, log: Callable[[str], None] = print) -> dict:
         "fs": [f_label(f) for f in fs],
         "fs_skipped": [f_label(f) for f in skipped],
         "results": results,
+        "by_skin_tone": {"proxy": PROXY, "bands": by_tone},
         "seconds": round(time.time() - t0, 1),
     }
     write_summary(cfg.out / "summary.json", summary)
     log(summary_table(summary))
+    log(skin_tone_table(summary))
     return summary

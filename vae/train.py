@@ -49,6 +49,11 @@ class TrainConfig:
     # likelihood does not punish the few pixels a detector box moves between two shots of an
     # equally good face. 0: off.
     jitter: float = 0.0
+    # Photometric jitter of the clean faces (not in the paper, docs/erc.md #58): each face,
+    # target included, is re-lit by a gamma of exp(U(-relight, relight)), so that the
+    # likelihood learns a dark-skinned or dimly lit face as a face, not as a defect. The
+    # exposure failure of the denoising objective is then best left out. 0: off.
+    relight: float = 0.0
     # Which failures the denoising objective draws (vae/degrade.py); the default is the four
     # camera failures the shipped model was trained with.
     degradations: tuple[str, ...] = CAMERA_FAILURES
@@ -234,6 +239,7 @@ def train_step(
     jitter: float = 0.0,
     degradations: Sequence[str] = CAMERA_FAILURES,
     kl_weight: float = 1.0,
+    relight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One step of the (denoising) ELBO on a batch of clean faces, randomly mirrored
     (faces are left-right symmetric) and, with `jitter`, slightly moved; returns the batch as
@@ -242,6 +248,9 @@ def train_step(
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     if jitter:
         x = random_jitter(x, jitter)
+    if relight:
+        gamma = torch.exp((torch.rand(len(x), 1, 1, 1) * 2 - 1) * relight)
+        x = x.clamp(min=0.0) ** gamma
     seen = random_degradations(x, denoise, kinds=tuple(degradations)) if denoise else x
     res = model(seen, target=x, kl_weight=kl_weight)
     opt.zero_grad(set_to_none=True)
@@ -304,7 +313,14 @@ def train(
                 set_cosine_lr(opt, cfg.lr, (epoch * steps + step) / (cfg.epochs * steps))
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             x, res = train_step(
-                model, opt, data[idx], cfg.denoise, cfg.jitter, cfg.degradations, cfg.kl_weight
+                model,
+                opt,
+                data[idx],
+                cfg.denoise,
+                cfg.jitter,
+                cfg.degradations,
+                cfg.kl_weight,
+                cfg.relight,
             )
             for k in sums:
                 sums[k] += res[k].item() * len(x)
