@@ -15,7 +15,9 @@ score LFW framed the same way:
 
 `--contrast standardise|equalise` also takes each crop's brightness and contrast out
 (vae.data.normalise_contrast, #54); the form travels in the weights' record and
-`benchmarks/erc_variants.py` applies it to the faces it scores.
+`benchmarks/erc_variants.py` applies it to the faces it scores. `--relight G` re-lights the
+clean training faces by a random gamma of exp(U(-G, G)) (vae.train.TrainConfig.relight, #59),
+best with `--degradations blur,resolution,noise` (under-exposure left out).
 
 Never trains on LFW: only the CelebA training split.
 """
@@ -78,6 +80,13 @@ def main() -> None:
         relight=args.relight,
         degradations=tuple(args.degradations.split(",")),
     )
+    # A box framing goes into the record the usual way too (vae.framing.Framing.from_record),
+    # so that every scorer, escrow quality and the quality evidence included, frames faces as
+    # the model was trained; aligned framings are known only to the ERC's weights_framing.
+    parts = dict(kv.split("=") for kv in args.framing.split(","))
+    if set(parts) <= {"margin", "max_side"}:
+        cfg.margin = float(parts["margin"])
+        cfg.max_side = int(parts["max_side"]) if "max_side" in parts else None
     record = vt.train(cfg, st.cache_dir)
     # the framing travels with the weights, so a scorer can frame faces the same way
     import json

@@ -74,12 +74,12 @@ def test_train_options_travel_with_the_weights(tmp_path, small_set):
     train(tmp_path, small_set, w, "--epochs", "1", "--margin", "-0.4", "--max-side", "34",
           "--complexity", "bounded", "--latent-dim", "16", "--sigma-min", "0.05",
           "--jitter", "0.05", "--degradations", "blur,occlusion,shadow",
-          "--kl-weight", "2")  # fmt: skip
+          "--kl-weight", "2", "--relight", "0.7")  # fmt: skip
     model, record = load_vae(w)
     cfg = record["train_config"]
     assert (cfg["margin"], cfg["max_side"], cfg["complexity"]) == (-0.4, 34, "bounded")
     assert record["complexity_max_bits"] > record["complexity_ref_bits"] > 0
-    assert cfg["jitter"] == 0.05
+    assert cfg["jitter"] == 0.05 and cfg["relight"] == 0.7
     assert cfg["degradations"] == ["blur", "occlusion", "shadow"] and cfg["kl_weight"] == 2.0
     assert model.cfg.latent_dim == 16 and model.cfg.sigma_min == 0.05
     with torch.no_grad():

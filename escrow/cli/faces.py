@@ -94,6 +94,15 @@ def vae_train(
         float,
         typer.Option(min=0.0, max=0.2, help="Random shift/scale/turn of training crops (0: off)."),
     ] = 0.0,
+    relight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.5,
+            help="Re-light the clean training faces by a random gamma of exp(U(-G, G)) (0: off); "
+            "pair it with --degradations blur,resolution,noise.",
+        ),
+    ] = 0.0,
     degradations: Annotated[
         str,
         typer.Option(
@@ -144,6 +153,7 @@ def vae_train(
         identities=str(identities) if identities else None,
         denoise=denoise,
         jitter=jitter,
+        relight=relight,
         degradations=tuple(k.strip() for k in degradations.split(",") if k.strip()),
         kl_weight=kl_weight,
         limit=limit,
