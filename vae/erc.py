@@ -82,6 +82,14 @@ def threshold_at(d: np.ndarray, f: float) -> float:
     return float(s[max(k, 1) - 1])
 
 
+def best_first(q: np.ndarray, tie_seed: int = 0) -> np.ndarray:
+    """Row indices from the highest quality to the lowest; ties broken by a fixed random
+    order, not by the (subject-sorted) row order. Rejecting the fraction r drops the last
+    floor(r N) of them."""
+    perm = np.random.default_rng(tie_seed).permutation(len(q))
+    return perm[np.argsort(-np.asarray(q)[perm], kind="stable")]
+
+
 def fnmr_curve(
     d: np.ndarray,
     q: np.ndarray,
@@ -94,8 +102,7 @@ def fnmr_curve(
     Ties in q are broken by a fixed random order, not by the (subject-sorted) row order.
     """
     n = len(d)
-    perm = np.random.default_rng(tie_seed).permutation(n)
-    order = perm[np.argsort(-np.asarray(q)[perm], kind="stable")]  # best quality first
+    order = best_first(q, tie_seed)
     fnm = np.cumsum(np.asarray(d)[order] > d_t)  # false non-matches among the best k
     kept = np.maximum(1, n - np.floor(np.asarray(r_grid) * n + 1e-9).astype(np.int64))
     return fnm[kept - 1] / kept

@@ -128,5 +128,5 @@ def skin_tone_table(summary: dict) -> str:
     lines = [head + " |", "|---|---|---|" + "---|" * len(methods)]
     for b in bands:
         cells = [f"{b['rejected'][m]['0.1']:.2f} / {b['rejected'][m]['0.2']:.2f}" for m in methods]
-        lines.append(f"| {b['band']} | {b['probes']} | {b['fnmr'][f]:.3f} | " + " | ".join(cells))
-    return "\n".join(line if line.endswith("|") else line + " |" for line in lines)
+        lines.append(f"| {b['band']} | {b['probes']} | {b['fnmr'][f]:.3f} | {' | '.join(cells)} |")
+    return "\n".join(lines)

@@ -113,14 +113,12 @@ def rejection_by_band(
     bands = merged_bands(angles, max(20, round(0.02 * len(angles))))
     fails = {f: distance > erc.threshold_at(distance, f) for f in fs}
     n = len(angles)
-    perm = np.random.default_rng(0).permutation(n)  # ties broken as erc.fnmr_curve does
-    rejected = {}
+    rejected = {m: {} for m in qualities}
     for m, q in qualities.items():
-        best_first = perm[np.argsort(-np.asarray(q)[perm], kind="stable")]
-        rejected[m] = {}
+        order = erc.best_first(q)  # the same order, ties included, as the ERC curves
         for r in rs:
             mask = np.zeros(n, dtype=bool)
-            mask[best_first[n - int(np.floor(r * n + 1e-9)) :]] = True
+            mask[order[n - int(np.floor(r * n + 1e-9)) :]] = True
             rejected[m][r] = mask
     names = sorted(set(bands), key=lambda n: -np.median(angles[bands == n]))
     out = []

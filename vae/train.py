@@ -49,7 +49,7 @@ class TrainConfig:
     # likelihood does not punish the few pixels a detector box moves between two shots of an
     # equally good face. 0: off.
     jitter: float = 0.0
-    # Photometric jitter of the clean faces (not in the paper, docs/erc.md #58): each face,
+    # Photometric jitter of the clean faces (not in the paper, docs/erc.md #59): each face,
     # target included, is re-lit by a gamma of exp(U(-relight, relight)), so that the
     # likelihood learns a dark-skinned or dimly lit face as a face, not as a defect. The
     # exposure failure of the denoising objective is then best left out. 0: off.
