@@ -55,7 +55,7 @@ class TrainConfig:
     # exposure failure of the denoising objective is then best left out. 0: off.
     relight: float = 0.0
     # Which failures the denoising objective draws (vae/degrade.py); the default is the four
-    # camera failures the shipped model was trained with.
+    # camera failures. The shipped model leaves exposure out and re-lits instead (#59, #60).
     degradations: tuple[str, ...] = CAMERA_FAILURES
     # beta of a beta-VAE (Higgins et al. 2017): the KL term's weight in the training loss;
     # 1 is the paper's ELBO. Above 1 the code keeps less of each face, so the decoder redraws
