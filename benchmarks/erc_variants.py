@@ -29,7 +29,7 @@ from vae.data import normalise_contrast
 from vae.erc_data import vae_crops
 from vae.erc_run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
-from vae.score import LN2, QualityScorer, png_bits
+from vae.score import LN2, QualityScorer, complexity_bits
 
 
 @torch.inference_mode()
@@ -216,7 +216,7 @@ def main() -> None:
         gray = normalise_contrast(
             vae_crops(table, framing, st.cache_dir), scorer.record.get("contrast", "none")
         )
-        bits = png_bits(gray.astype(np.float32) / 255.0)
+        bits = complexity_bits(gray.astype(np.float32) / 255.0, scorer.bits_gamma)
         for floor in args.sigma_floor or [0.0]:
             nums = log_rp_variant(scorer, gray, floor)
             lrp = nums["log_rp"]

@@ -8,10 +8,18 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from vae.score import LN2, QualityScorer, WeightsError, load_vae
+from vae.score import (
+    GAMMA_GRID,
+    LN2,
+    QualityScorer,
+    WeightsError,
+    complexity_bits,
+    load_vae,
+)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +188,26 @@ def test_complexity_form_is_switched_from_the_training_faces(tmp_path, small_set
     noise = bounded.complexity_correction(x)  # white noise costs more than any face
     assert float(noise.max()) == pytest.approx(LN2 * (bounded.bits_max - bounded.bits_ref))
     assert float(floor.complexity_correction(x).max()) == 0.0
+    assert bounded.bits_gamma == 1.0
+
+    # the light at which the code length is counted: a number, or "auto"; bad input changes
+    # nothing
+    before = w.read_bytes()
+    r = escrow_cli(tmp_path, "vae", "complexity", w, "--gamma", "dark")
+    assert r.returncode == 2 and "gamma must be" in r.stderr and w.read_bytes() == before
+    r = escrow_cli(tmp_path, "vae", "complexity", w, "--gamma", "0.8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lit = QualityScorer(w)
+    assert lit.bits_gamma == 0.8 and lit.bits_ref != bounded.bits_ref
+    y = torch.rand(4, 1, 64, 64) * 0.5
+    want = LN2 * (np.minimum(complexity_bits(y[:, 0].numpy(), 0.8), lit.bits_max) - lit.bits_ref)
+    assert np.allclose(lit.complexity_correction(y), want)
+    assert np.allclose(lit.log_rp(y), bounded.log_rp(y), atol=1e-4)
+    change = lit.record["complexity_changes"][-1]
+    assert (change["gamma_from"], change["gamma_to"]) == (1.0, 0.8)
+    r = escrow_cli(tmp_path, "vae", "complexity", w, "--gamma", "auto")
+    assert r.returncode == 0 and "light-neutral gamma" in r.stdout, r.stderr[-2000:]
+    assert QualityScorer(w).bits_gamma in GAMMA_GRID
 
     r = escrow_cli(tmp_path, "vae", "complexity", tmp_path / "missing.pt")
     assert r.returncode == 2 and "no such weights file" in r.stderr

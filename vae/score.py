@@ -19,6 +19,11 @@ Two numbers per crop:
   and must not earn credit, so the likelihood alone judges them. On LFW it predicts
   recognition errors better than the floor, and noisy faces still score below their
   originals (docs/erc.md, vae/MODEL_CARD.md).
+  bits_png may be measured on x**gamma (`complexity_gamma` in the record, 1 when absent): a
+  dark crop uses fewer gray levels and so compresses better whatever its detail, which made
+  the correction reject dark-looking faces beyond what recognition justifies (docs/erc.md
+  #58, #62). `light_neutral_gamma` picks gamma on the training crops, where the code length
+  stops following the crop's brightness.
 """
 
 from __future__ import annotations
@@ -51,14 +56,44 @@ def png_bits(grays: np.ndarray) -> np.ndarray:
     )
 
 
-def complexity_stats(grays: np.ndarray) -> dict[str, float]:
-    """The training crops' PNG code lengths, as the weights' record keeps them: the median
-    (what a typical face costs) and the 99th percentile (the most a face costs)."""
-    bits = png_bits(grays)
+def complexity_bits(grays: np.ndarray, gamma: float = 1.0) -> np.ndarray:
+    """The code length the correction counts: PNG bits of x, or of x**gamma."""
+    if gamma == 1.0:
+        return png_bits(grays)
+    return png_bits(np.clip(np.asarray(grays, dtype=np.float32), 0.0, 1.0) ** gamma)
+
+
+def complexity_stats(grays: np.ndarray, gamma: float = 1.0) -> dict[str, float]:
+    """The training crops' code lengths, as the weights' record keeps them: the median
+    (what a typical face costs) and the 99th percentile (the most a face costs), measured
+    at `gamma`."""
+    bits = complexity_bits(grays, gamma)
     return {
         "complexity_ref_bits": float(np.median(bits)),
         "complexity_max_bits": float(np.percentile(bits, 99)),
+        "complexity_gamma": float(gamma),
     }
+
+
+GAMMA_GRID = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))  # 1.0, 0.95, ..., 0.5
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    r = np.empty(len(v))
+    r[np.argsort(v, kind="stable")] = np.arange(len(v))
+    return r
+
+
+def light_neutral_gamma(grays: np.ndarray, grid: Sequence[float] = GAMMA_GRID) -> float:
+    """The gamma of `grid` at which the code length of the crops (the model's training faces)
+    is least rank-correlated with their mean brightness. Why: the correction is meant to
+    credit facial detail, and among faces of one kind, detail does not depend on the light;
+    a code length that rises with brightness is counting gray levels, not detail. Chosen on
+    the training faces, never on faces under evaluation."""
+    x = np.clip(np.asarray(grays, dtype=np.float32), 0.0, 1.0)
+    light = _ranks(x.mean(axis=(1, 2)))
+    corr = {g: abs(np.corrcoef(_ranks(complexity_bits(x, g)), light)[0, 1]) for g in grid}
+    return min(grid, key=lambda g: (corr[g], -g))  # ties: the gamma nearest 1
 
 
 class WeightsError(ValueError):
@@ -118,6 +153,7 @@ class QualityScorer:
         if self.complexity not in COMPLEXITY_FORMS:
             raise WeightsError(f"unknown complexity correction {self.complexity!r}")
         self.bits_max = self.record.get("complexity_max_bits")
+        self.bits_gamma = float(self.record.get("complexity_gamma", 1.0))
         if self.complexity == "bounded" and self.bits_max is None:
             raise WeightsError(
                 "weights lack the complexity bound (complexity_max_bits) their 'bounded' "
@@ -143,7 +179,7 @@ class QualityScorer:
     def complexity_correction(self, grays: Sequence[np.ndarray] | np.ndarray | torch.Tensor):
         """Nats added to log_rp for each crop's complexity (the floor form: <= 0)."""
         g = grays[:, 0].numpy() if isinstance(grays, torch.Tensor) else np.asarray(grays)
-        bits = png_bits(g)
+        bits = complexity_bits(g, self.bits_gamma)
         if self.complexity == "bounded":
             bits = np.minimum(bits, self.bits_max)
         excess = bits - self.bits_ref

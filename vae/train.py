@@ -26,7 +26,13 @@ from tqdm import tqdm
 from vae.data import list_images, read_rgb, save_npz_atomically, to_batch, to_gray64, uint8_gray64
 from vae.degrade import CAMERA_FAILURES, check_degradations, random_degradations
 from vae.model import VAE, VAEConfig, count_parameters
-from vae.score import COMPLEXITY_FORMS, WEIGHTS_FORMAT, complexity_stats, read_weights
+from vae.score import (
+    COMPLEXITY_FORMS,
+    WEIGHTS_FORMAT,
+    complexity_stats,
+    light_neutral_gamma,
+    read_weights,
+)
 
 CROP_VERSION = 1  # bump when cutting/preprocessing changes, to invalidate caches
 
@@ -367,13 +373,16 @@ def restate_complexity(
     data: str | None = None,
     identities: str | None = None,
     log: Callable[[str], None] = print,
+    gamma: float | str | None = None,
 ) -> dict:
     """Switch a trained weights file to another complexity form without retraining.
 
     The code-length statistics are re-derived from the very crops the weights were trained
     on (same files, split and framing, from the weights' own training config; the crop cache
     makes this cheap), and the stored median is checked against them, so a bound can never
-    come from other faces than the model saw. Returns the new record."""
+    come from other faces than the model saw. `gamma` (a number, or "auto" for
+    `light_neutral_gamma` of those crops) changes the light at which the code length is
+    measured; None keeps the weights' own. Returns the new record."""
     if form not in COMPLEXITY_FORMS:
         raise ValueError(f"unknown complexity correction: {form} ({', '.join(COMPLEXITY_FORMS)})")
     payload = read_weights(path)
@@ -381,17 +390,32 @@ def restate_complexity(
     if not record.get("train_config"):
         raise ValueError(f"{path} has no training config to find its training faces by")
     cfg = TrainConfig.from_record(record, data=data, identities=identities)
+    if isinstance(gamma, str) and gamma != "auto":
+        try:
+            gamma = float(gamma)
+        except ValueError:
+            raise ValueError(f"gamma must be a number or 'auto', not {gamma!r}") from None
+    if isinstance(gamma, float) and not 0.2 <= gamma <= 5.0:
+        raise ValueError(f"gamma must lie in [0.2, 5], not {gamma:g}")
     crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
-    stats = complexity_stats(crops.astype(np.float32) / 255.0)
-    ref = stats["complexity_ref_bits"]
+    x = crops.astype(np.float32) / 255.0
+    old_gamma = float(record.get("complexity_gamma", 1.0))
+    ref = complexity_stats(x, old_gamma)["complexity_ref_bits"]
     if record.get("complexity_ref_bits") not in (None, ref):
         raise ValueError(
             f"the faces under {cfg.data} are not the ones {path} was trained on (median code "
             f"length {ref:.0f} bits, the weights say {record['complexity_ref_bits']:.0f})"
         )
-    record.update(stats)
+    if gamma == "auto":
+        gamma = light_neutral_gamma(x)
+        log(f"light-neutral gamma of the {len(x)} training crops: {gamma:g}")
+    new_gamma = old_gamma if gamma is None else float(gamma)
+    record.update(complexity_stats(x, new_gamma))
     was = record["train_config"].get("complexity", "floor")  # as the scorer reads it
-    record.setdefault("complexity_changes", []).append({"from": was, "to": form})
+    change = {"from": was, "to": form}
+    if new_gamma != old_gamma:
+        change.update({"gamma_from": old_gamma, "gamma_to": new_gamma})
+    record.setdefault("complexity_changes", []).append(change)
     record["train_config"] = {**record["train_config"], "complexity": form}
     payload["record"] = json.dumps(record)
     _write_atomically(payload, Path(path))

@@ -186,6 +186,14 @@ def vae_complexity(
     identities: Annotated[
         Path | None, typer.Option(help="Identity file, if moved since training.")
     ] = None,
+    gamma: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure the code length on x**gamma: a number, or 'auto' for the gamma at "
+            "which the training crops' code length stops following their brightness "
+            "(default: keep the weights' own)."
+        ),
+    ] = None,
 ) -> None:
     """Switch trained weights to another complexity correction, without retraining: the
     statistics it needs are re-derived from the weights' own training faces."""
@@ -203,10 +211,11 @@ def vae_complexity(
             str(data) if data else None,
             str(identities) if identities else None,
             log=typer.echo,
+            gamma=gamma,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     typer.echo(
         f"{weights}: complexity {form}, median {record['complexity_ref_bits']:.0f} bits, "
-        f"bound {record['complexity_max_bits']:.0f} bits"
+        f"bound {record['complexity_max_bits']:.0f} bits, gamma {record['complexity_gamma']:g}"
     )
