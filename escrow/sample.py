@@ -33,7 +33,11 @@ def sample_face_table(scorer) -> list[tuple[str, float, float]]:
 
     face = scorer.prepare(astronaut_face(), "rgb")
     rows = {"astronaut face (original)": face}
-    rows.update({f"  ... {k.replace('_', ' ')}": f(face) for k, f in DEGRADATIONS.items()})
+    # each row names its own crop: sorted by quality, an indented "..." row would read as a
+    # copy of whatever non-face happens to sort above it
+    rows.update(
+        {f"astronaut face, {k.replace('_', ' ')}": f(face) for k, f in DEGRADATIONS.items()}
+    )
     rows["not a face: coffee cup"] = to_gray64(data.coffee()[100:300, 200:400], "rgb")
     rows["not a face: brick wall"] = to_gray64(data.brick()[:128, :128])
     grays = np.stack(list(rows.values()))
