@@ -207,7 +207,20 @@ def test_complexity_form_is_switched_from_the_training_faces(tmp_path, small_set
     assert (change["gamma_from"], change["gamma_to"]) == (1.0, 0.8)
     r = escrow_cli(tmp_path, "vae", "complexity", w, "--gamma", "auto")
     assert r.returncode == 0 and "light-neutral gamma" in r.stdout, r.stderr[-2000:]
-    assert QualityScorer(w).bits_gamma in GAMMA_GRID
+    auto = QualityScorer(w)
+    assert auto.bits_gamma in GAMMA_GRID
+
+    # training can pick the same light itself: one command, the same statistics
+    w2 = tmp_path / "w2.pt"
+    r = escrow_train(tmp_path, small_set, w2, "--complexity-gamma", "dark")
+    assert r.returncode == 2 and "gamma must be" in r.stderr and not w2.exists()
+    train(tmp_path, small_set, w2, "--epochs", "1", "--complexity-gamma", "auto")
+    again = QualityScorer(w2)
+    assert (again.bits_gamma, again.bits_ref, again.bits_max) == (
+        auto.bits_gamma,
+        auto.bits_ref,
+        auto.bits_max,
+    )
 
     r = escrow_cli(tmp_path, "vae", "complexity", tmp_path / "missing.pt")
     assert r.returncode == 2 and "no such weights file" in r.stderr

@@ -75,6 +75,19 @@ def complexity_stats(grays: np.ndarray, gamma: float = 1.0) -> dict[str, float]:
     }
 
 
+def parse_gamma(value: float | str) -> float | str:
+    """A gamma for the code length: a number in [0.2, 5], or "auto" (`light_neutral_gamma`)."""
+    if value == "auto":
+        return "auto"
+    try:
+        gamma = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"gamma must be a number or 'auto', not {value!r}") from None
+    if not 0.2 <= gamma <= 5.0:
+        raise ValueError(f"gamma must lie in [0.2, 5], not {gamma:g}")
+    return gamma
+
+
 GAMMA_GRID = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))  # 1.0, 0.95, ..., 0.5
 
 

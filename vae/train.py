@@ -31,6 +31,7 @@ from vae.score import (
     WEIGHTS_FORMAT,
     complexity_stats,
     light_neutral_gamma,
+    parse_gamma,
     read_weights,
 )
 
@@ -73,6 +74,9 @@ class TrainConfig:
     margin: float = 0.2
     max_side: int | None = None
     complexity: str = "bounded"  # the score's complexity correction (vae/score.py)
+    # the light at which it counts the code length: a number, or "auto" for the training
+    # crops' light-neutral gamma (vae/score.py, docs/erc.md #62); "1" is the plain x
+    complexity_gamma: str = "1"
     min_face_size: int = 20
     limit: int | None = None
     threads: int | None = None
@@ -292,6 +296,7 @@ def train(
         raise ValueError(
             f"unknown complexity correction: {cfg.complexity} ({', '.join(COMPLEXITY_FORMS)})"
         )
+    parse_gamma(cfg.complexity_gamma)  # refused before any training, not after it
     history: list[dict] = []
     start_epoch = 0
     ckpt = checkpoint_path(out)
@@ -357,13 +362,21 @@ def train(
         "n_holdout_images": len(held_paths),
         "holdout_first": held_paths[0].name if held_paths else None,
         "parameters": count_parameters(model),
-        **complexity_stats(crops.astype(np.float32) / 255.0),
+        **complexity_stats(crops.astype(np.float32) / 255.0, _gamma_of(cfg, crops, log)),
         "torch": torch.__version__,
     }
     log(f"trained in {time.time() - t0:.0f} s")
     model.eval()
     save_weights(model, out, record)
     return record
+
+
+def _gamma_of(cfg: TrainConfig, crops: np.ndarray, log: Callable[[str], None]) -> float:
+    gamma = parse_gamma(cfg.complexity_gamma)
+    if gamma == "auto":
+        gamma = light_neutral_gamma(crops.astype(np.float32) / 255.0)
+        log(f"light-neutral gamma of the {len(crops)} training crops: {gamma:g}")
+    return float(gamma)
 
 
 def restate_complexity(
@@ -390,13 +403,8 @@ def restate_complexity(
     if not record.get("train_config"):
         raise ValueError(f"{path} has no training config to find its training faces by")
     cfg = TrainConfig.from_record(record, data=data, identities=identities)
-    if isinstance(gamma, str) and gamma != "auto":
-        try:
-            gamma = float(gamma)
-        except ValueError:
-            raise ValueError(f"gamma must be a number or 'auto', not {gamma!r}") from None
-    if isinstance(gamma, float) and not 0.2 <= gamma <= 5.0:
-        raise ValueError(f"gamma must lie in [0.2, 5], not {gamma:g}")
+    if gamma is not None:
+        gamma = parse_gamma(gamma)
     crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
     x = crops.astype(np.float32) / 255.0
     old_gamma = float(record.get("complexity_gamma", 1.0))

@@ -124,6 +124,13 @@ def vae_train(
     complexity: Annotated[
         str, typer.Option(help="Complexity correction of the score: 'floor', 'full' or 'bounded'.")
     ] = "bounded",
+    complexity_gamma: Annotated[
+        str,
+        typer.Option(
+            help="Count the correction's code length on x**gamma: a number, or 'auto' for the "
+            "gamma at which the training crops' code length stops following their brightness."
+        ),
+    ] = "1",
     latent_dim: Annotated[int, typer.Option(min=2, help="Size of the latent code z.")] = 128,
     sigma_min: Annotated[
         float,
@@ -160,6 +167,7 @@ def vae_train(
         margin=margin,
         max_side=max_side,
         complexity=complexity,
+        complexity_gamma=complexity_gamma,
         model={**VAEConfig().to_dict(), "latent_dim": latent_dim, "sigma_min": sigma_min},
         threads=get_settings().threads,
     )
