@@ -91,21 +91,17 @@ def parse_gamma(value: float | str) -> float | str:
 GAMMA_GRID = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))  # 1.0, 0.95, ..., 0.5
 
 
-def _ranks(v: np.ndarray) -> np.ndarray:
-    r = np.empty(len(v))
-    r[np.argsort(v, kind="stable")] = np.arange(len(v))
-    return r
-
-
 def light_neutral_gamma(grays: np.ndarray, grid: Sequence[float] = GAMMA_GRID) -> float:
     """The gamma of `grid` at which the code length of the crops (the model's training faces)
     is least rank-correlated with their mean brightness. Why: the correction is meant to
     credit facial detail, and among faces of one kind, detail does not depend on the light;
     a code length that rises with brightness is counting gray levels, not detail. Chosen on
     the training faces, never on faces under evaluation."""
+    from scipy.stats import spearmanr
+
     x = np.clip(np.asarray(grays, dtype=np.float32), 0.0, 1.0)
-    light = _ranks(x.mean(axis=(1, 2)))
-    corr = {g: abs(np.corrcoef(_ranks(complexity_bits(x, g)), light)[0, 1]) for g in grid}
+    light = x.mean(axis=(1, 2))
+    corr = {g: abs(spearmanr(complexity_bits(x, g), light)[0]) for g in grid}
     return min(grid, key=lambda g: (corr[g], -g))  # ties: the gamma nearest 1
 
 

@@ -362,7 +362,7 @@ def train(
         "n_holdout_images": len(held_paths),
         "holdout_first": held_paths[0].name if held_paths else None,
         "parameters": count_parameters(model),
-        **complexity_stats(crops.astype(np.float32) / 255.0, _gamma_of(cfg, crops, log)),
+        **_complexity_record(crops, cfg.complexity_gamma, log),
         "torch": torch.__version__,
     }
     log(f"trained in {time.time() - t0:.0f} s")
@@ -371,12 +371,17 @@ def train(
     return record
 
 
-def _gamma_of(cfg: TrainConfig, crops: np.ndarray, log: Callable[[str], None]) -> float:
-    gamma = parse_gamma(cfg.complexity_gamma)
+def _complexity_record(
+    crops: np.ndarray, gamma: float | str, log: Callable[[str], None]
+) -> dict[str, float]:
+    """The score's code-length statistics of the training crops (uint8) at `gamma`, "auto"
+    resolved on those same crops: what training and `restate_complexity` both store."""
+    x = crops.astype(np.float32) / 255.0
+    gamma = parse_gamma(gamma)
     if gamma == "auto":
-        gamma = light_neutral_gamma(crops.astype(np.float32) / 255.0)
-        log(f"light-neutral gamma of the {len(crops)} training crops: {gamma:g}")
-    return float(gamma)
+        gamma = light_neutral_gamma(x)
+        log(f"light-neutral gamma of the {len(x)} training crops: {gamma:g}")
+    return complexity_stats(x, float(gamma))
 
 
 def restate_complexity(
@@ -404,21 +409,17 @@ def restate_complexity(
         raise ValueError(f"{path} has no training config to find its training faces by")
     cfg = TrainConfig.from_record(record, data=data, identities=identities)
     if gamma is not None:
-        gamma = parse_gamma(gamma)
+        parse_gamma(gamma)  # refused before the crops are read
     crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
-    x = crops.astype(np.float32) / 255.0
     old_gamma = float(record.get("complexity_gamma", 1.0))
-    ref = complexity_stats(x, old_gamma)["complexity_ref_bits"]
+    ref = complexity_stats(crops.astype(np.float32) / 255.0, old_gamma)["complexity_ref_bits"]
     if record.get("complexity_ref_bits") not in (None, ref):
         raise ValueError(
             f"the faces under {cfg.data} are not the ones {path} was trained on (median code "
             f"length {ref:.0f} bits, the weights say {record['complexity_ref_bits']:.0f})"
         )
-    if gamma == "auto":
-        gamma = light_neutral_gamma(x)
-        log(f"light-neutral gamma of the {len(x)} training crops: {gamma:g}")
-    new_gamma = old_gamma if gamma is None else float(gamma)
-    record.update(complexity_stats(x, new_gamma))
+    record.update(_complexity_record(crops, old_gamma if gamma is None else gamma, log))
+    new_gamma = record["complexity_gamma"]
     was = record["train_config"].get("complexity", "floor")  # as the scorer reads it
     change = {"from": was, "to": form}
     if new_gamma != old_gamma:
