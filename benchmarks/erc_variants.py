@@ -31,6 +31,21 @@ from vae.erc_run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
 from vae.score import LN2, QualityScorer, complexity_bits
 
+FORMS = (
+    "typical",
+    "mse",
+    "kl",
+    "iwae",
+    "elbo",
+    "confidence",
+    "png",
+    "light",
+    "regret",
+    "coarse",
+    "spread",
+    "mu_spread",
+)
+
 
 @torch.inference_mode()
 def log_rp_variant(
@@ -48,30 +63,53 @@ def log_rp_variant(
     - "confidence": -mean_l sum_pixels log sigma^l, how sure the decoder is of its own
       reconstruction (eq. (2) is "typical" plus this, up to a constant);
     - "kl": -KL(q(z|x) || N(0, I)), how atypical the code is under the prior;
-    - "iwae": the importance-weighted estimate of log p(x) from the same L samples."""
+    - "iwae": the importance-weighted estimate of log p(x) from the same L samples;
+    - "coarse{k}" (k = 2, 4, 8): eq. (2) of the k x k block means of x. Under the decoder's
+      Gaussian, a block mean is itself Gaussian, N(mean mu, sum sigma^2 / k^4), so this is
+      the exact reconstruction probability of a coarser view of the same crop: it asks
+      whether the face's structure is explained and ignores pixel-level residuals;
+    - "spread": minus the spread of log N(x | mu^l, sigma^l) over the L codes, and
+      "mu_spread": minus the summed pixel variance of mu^l over them: how much the
+      reconstruction depends on which code of the posterior is drawn (an ambiguous face
+      has a posterior whose codes decode to different faces)."""
     x_all = torch.from_numpy(grays.astype(np.float32)[:, None] / 255.0)
-    keys = ("log_rp", "typical", "mse", "kl", "iwae", "confidence")
+    pools = (2, 4, 8)
+    keys = (
+        ("log_rp", "typical", "mse", "kl", "iwae", "confidence")
+        + tuple(f"coarse{k}" for k in pools)
+        + ("spread", "mu_spread")
+    )
     out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     log_l = math.log(len(scorer.eps))
     for i in range(0, len(x_all), 256):
         x = x_all[i : i + 256].contiguous(memory_format=torch.channels_last)
         mu_z, logvar_z = scorer.model.encoder(x)
         std_z = torch.exp(0.5 * logvar_z)
-        lp, maha, sq, iw, conf = [], [], [], [], []
+        lp, maha, sq, iw, conf, mus = [], [], [], [], [], []
+        coarse: dict[int, list[torch.Tensor]] = {k: [] for k in pools}
         for e in scorer.eps:
             z = mu_z + std_z * e
             mu_x, sigma_x = scorer.model.decoder(z)
             s = sigma_x.clamp(min=sigma_floor)
+            mus.append(mu_x)
             lp.append(gaussian_log_density(x, mu_x, s))
             maha.append((-0.5 * ((x - mu_x) / s) ** 2).flatten(1).sum(1))
             sq.append(-((x - mu_x) ** 2).flatten(1).sum(1))
             conf.append(-torch.log(s).flatten(1).sum(1))
+            for k in pools:
+                s_k = torch.sqrt(torch.nn.functional.avg_pool2d(s**2, k)) / k
+                xk, mk = (torch.nn.functional.avg_pool2d(t, k) for t in (x, mu_x))
+                coarse[k].append(gaussian_log_density(xk, mk, s_k))
             # log p(z) - log q(z|x) for z = mu + std * e (the 2 pi terms cancel)
             iw.append(lp[-1] - 0.5 * z.pow(2).sum(1) + 0.5 * (e.pow(2) + logvar_z).sum(1))
         out["log_rp"].append(torch.logsumexp(torch.stack(lp, 1), 1) - log_l)
         out["typical"].append(torch.logsumexp(torch.stack(maha, 1), 1) - log_l)
         out["mse"].append(torch.stack(sq, 1).mean(1))
         out["confidence"].append(torch.stack(conf, 1).mean(1))
+        out["spread"].append(-torch.stack(lp, 1).std(1))
+        out["mu_spread"].append(-torch.stack(mus, 1).var(1).flatten(1).sum(1))
+        for k in pools:
+            out[f"coarse{k}"].append(torch.logsumexp(torch.stack(coarse[k], 1), 1) - log_l)
         kl = 0.5 * (mu_z.pow(2) + logvar_z.exp() - 1.0 - logvar_z).sum(1)
         out["kl"].append(-kl)
         out["iwae"].append(torch.logsumexp(torch.stack(iw, 1), 1) - log_l)
@@ -145,7 +183,7 @@ def main() -> None:
         "--form",
         action="append",
         default=[],
-        choices=["typical", "mse", "kl", "iwae", "elbo", "confidence", "png", "light", "regret"],
+        choices=FORMS,
         help="also score by this number of the VAE (log_rp_variant), alone and with the floor; "
         "png and light: the crop's code length or its light alone, no VAE; regret: the "
         "likelihood regret of a posterior fitted per crop (likelihood_regret)",
@@ -242,6 +280,21 @@ def main() -> None:
                     variants["weights' score - regret"] = own - regret
                     variants["log RP fitted"] = r["log_rp_fit"]
                     variants["log RP fitted + correction"] = r["log_rp_fit"] + corr
+                    continue
+                if form == "coarse":  # eq. (2) of block means, with their own code length
+                    x = gray.astype(np.float32) / 255.0
+                    corr = own - lrp
+                    for k in (2, 4, 8):
+                        c = nums[f"coarse{k}"]
+                        pooled = x.reshape(len(x), 64 // k, k, 64 // k, k).mean(axis=(2, 4))
+                        bits_k = complexity_bits(pooled, scorer.bits_gamma)
+                        ref_k = np.median(bits_k)  # of the faces scored: a constant shift
+                        variants[f"coarse{k} alone"] = c
+                        variants[f"coarse{k} + png of the block means"] = c + LN2 * (bits_k - ref_k)
+                        variants[f"coarse{k} + weights' correction"] = c + corr
+                        variants[f"weights' score + coarse{k}"] = own + c
+                        # the detail given the structure: log p(x) - log p(block means)
+                        variants[f"weights' score - coarse{k}"] = own - c
                     continue
                 if form == "light":  # the crop's brightness and flatness alone, no VAE at all
                     x = gray.astype(np.float32) / 255.0
