@@ -19,14 +19,14 @@ people evaluated on are never trained on (checked below).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 import vae.train as vt
 from escrow.settings import get_settings
-from vae.data import IMAGE_SUFFIXES
-from vae.erc_data import Sample, detect_faces, load_lfw, vae_crops
+from vae.erc_data import Sample, _images_in, detect_faces, load_lfw, vae_crops
 from vae.score import DEFAULT_WEIGHTS, read_weights
 
 
@@ -34,17 +34,16 @@ def singleton_samples(lfw: Path) -> list[Sample]:
     """LFW people with exactly one image: never part of the ERC (vae.erc_data.load_lfw)."""
     out = []
     for person in sorted(p for p in lfw.iterdir() if p.is_dir()):
-        imgs = [p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        imgs = _images_in(person)
         if len(imgs) == 1:
             out.append(Sample(imgs[0], person.name))
     evaluated = {s.subject for s in load_lfw(lfw)}
-    assert not evaluated & {s.subject for s in out}, "a trained-on person is evaluated on"
+    if evaluated & {s.subject for s in out}:
+        raise SystemExit("a person to train on is among those evaluated on")
     return out
 
 
 def main() -> None:
-    import json
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lfw", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
@@ -68,13 +67,14 @@ def main() -> None:
     print(f"LFW one-image people: {len(samples)} images, {len(lfw_crops)} faces ({framing})")
 
     original = vt.crop_faces
-    calls = []
+    added = False  # the first call is the training split, the second the held-out faces
 
     def crop_faces(paths, cfg, cache_dir, log=print):
         """vt.crop_faces; the first call (the training split) gets the LFW faces added."""
+        nonlocal added
         crops, kept = original(paths, cfg, cache_dir, log)
-        calls.append(len(paths))
-        if len(calls) == 1:
+        if not added:
+            added = True
             extra = np.concatenate([lfw_crops] * args.copies)
             crops = np.concatenate([crops, extra])
             kept = kept + [f"lfw:{p}" for p in table.paths] * args.copies

@@ -45,6 +45,7 @@ FORMS = (
     "spread",
     "mu_spread",
 )
+POOLS = (2, 4, 8)  # block sizes of the "coarse" form
 
 
 @torch.inference_mode()
@@ -73,10 +74,9 @@ def log_rp_variant(
       reconstruction depends on which code of the posterior is drawn (an ambiguous face
       has a posterior whose codes decode to different faces)."""
     x_all = torch.from_numpy(grays.astype(np.float32)[:, None] / 255.0)
-    pools = (2, 4, 8)
     keys = (
         ("log_rp", "typical", "mse", "kl", "iwae", "confidence")
-        + tuple(f"coarse{k}" for k in pools)
+        + tuple(f"coarse{k}" for k in POOLS)
         + ("spread", "mu_spread")
     )
     out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -86,7 +86,7 @@ def log_rp_variant(
         mu_z, logvar_z = scorer.model.encoder(x)
         std_z = torch.exp(0.5 * logvar_z)
         lp, maha, sq, iw, conf, mus = [], [], [], [], [], []
-        coarse: dict[int, list[torch.Tensor]] = {k: [] for k in pools}
+        coarse: dict[int, list[torch.Tensor]] = {k: [] for k in POOLS}
         for e in scorer.eps:
             z = mu_z + std_z * e
             mu_x, sigma_x = scorer.model.decoder(z)
@@ -96,7 +96,7 @@ def log_rp_variant(
             maha.append((-0.5 * ((x - mu_x) / s) ** 2).flatten(1).sum(1))
             sq.append(-((x - mu_x) ** 2).flatten(1).sum(1))
             conf.append(-torch.log(s).flatten(1).sum(1))
-            for k in pools:
+            for k in POOLS:
                 s_k = torch.sqrt(torch.nn.functional.avg_pool2d(s**2, k)) / k
                 xk, mk = (torch.nn.functional.avg_pool2d(t, k) for t in (x, mu_x))
                 coarse[k].append(gaussian_log_density(xk, mk, s_k))
@@ -108,7 +108,7 @@ def log_rp_variant(
         out["confidence"].append(torch.stack(conf, 1).mean(1))
         out["spread"].append(-torch.stack(lp, 1).std(1))
         out["mu_spread"].append(-torch.stack(mus, 1).var(1).flatten(1).sum(1))
-        for k in pools:
+        for k in POOLS:
             out[f"coarse{k}"].append(torch.logsumexp(torch.stack(coarse[k], 1), 1) - log_l)
         kl = 0.5 * (mu_z.pow(2) + logvar_z.exp() - 1.0 - logvar_z).sum(1)
         out["kl"].append(-kl)
@@ -284,7 +284,7 @@ def main() -> None:
                 if form == "coarse":  # eq. (2) of block means, with their own code length
                     x = gray.astype(np.float32) / 255.0
                     corr = own - lrp
-                    for k in (2, 4, 8):
+                    for k in POOLS:
                         c = nums[f"coarse{k}"]
                         pooled = x.reshape(len(x), 64 // k, k, 64 // k, k).mean(axis=(2, 4))
                         bits_k = complexity_bits(pooled, scorer.bits_gamma)

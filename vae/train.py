@@ -412,13 +412,14 @@ def restate_complexity(
         parse_gamma(gamma)  # refused before the crops are read
     crops, _ = crop_faces(training_split(cfg)[0], cfg, cache_dir, log)
     old_gamma = float(record.get("complexity_gamma", 1.0))
-    ref = complexity_stats(crops.astype(np.float32) / 255.0, old_gamma)["complexity_ref_bits"]
+    kept = complexity_stats(crops.astype(np.float32) / 255.0, old_gamma)
+    ref = kept["complexity_ref_bits"]
     if record.get("complexity_ref_bits") not in (None, ref):
         raise ValueError(
             f"the faces under {cfg.data} are not the ones {path} was trained on (median code "
             f"length {ref:.0f} bits, the weights say {record['complexity_ref_bits']:.0f})"
         )
-    record.update(_complexity_record(crops, old_gamma if gamma is None else gamma, log))
+    record.update(kept if gamma is None else _complexity_record(crops, gamma, log))
     new_gamma = record["complexity_gamma"]
     was = record["train_config"].get("complexity", "floor")  # as the scorer reads it
     change = {"from": was, "to": form}
