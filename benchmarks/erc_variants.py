@@ -44,8 +44,40 @@ FORMS = (
     "coarse",
     "spread",
     "mu_spread",
+    "codecs",
 )
 POOLS = (2, 4, 8)  # block sizes of the "coarse" form
+
+
+def _codecs() -> dict:
+    """Lossless coders for the "codecs" form (imagecodecs, from the package registry): the
+    code length Serra et al. subtract is only as good as the coder; they found the strongest
+    generic coder (FLIF) best, and JPEG-XL lossless is FLIF's successor."""
+    import cv2
+    import imagecodecs as ic
+
+    return {
+        "png": lambda u: cv2.imencode(".png", u, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes(),
+        "jpegls": ic.jpegls_encode,
+        "jpeg2k": lambda u: ic.jpeg2k_encode(u, level=0, reversible=True),
+        "webp": lambda u: ic.webp_encode(np.repeat(u[..., None], 3, 2), lossless=True, level=100),
+        "jpegxl": lambda u: ic.jpegxl_encode(u, lossless=True, effort=9),
+    }
+
+
+def codec_bits(grays: np.ndarray, gamma: float, coder) -> np.ndarray:
+    """Code length (bits) of each crop (float in [0, 1]) at `gamma`, quantised to 8 bits."""
+    u8 = np.round(np.clip(grays, 0.0, 1.0) ** gamma * 255.0).astype(np.uint8)
+    return np.array([len(coder(np.ascontiguousarray(g))) * 8 for g in u8], dtype=np.float64)
+
+
+def training_crops(scorer: QualityScorer) -> np.ndarray:
+    """The weights' own training crops (float in [0, 1]), as `restate_complexity` finds them."""
+    from vae.train import TrainConfig, crop_faces, training_split
+
+    cfg = TrainConfig.from_record(scorer.record)
+    crops, _ = crop_faces(training_split(cfg)[0], cfg, get_settings().cache_dir)
+    return crops.astype(np.float32) / 255.0
 
 
 @torch.inference_mode()
@@ -295,6 +327,22 @@ def main() -> None:
                         variants[f"weights' score + coarse{k}"] = own + c
                         # the detail given the structure: log p(x) - log p(block means)
                         variants[f"weights' score - coarse{k}"] = own - c
+                    continue
+                if form == "codecs":  # Serra's bounded correction with other coders
+                    x = gray.astype(np.float32) / 255.0
+                    xt = training_crops(scorer)
+                    for name, coder in _codecs().items():
+                        b_lfw = codec_bits(x, scorer.bits_gamma, coder)
+                        b_tr = codec_bits(xt, scorer.bits_gamma, coder)
+                        bmax = np.percentile(b_tr, 99)
+                        print(
+                            f"{name}: training median {np.median(b_tr):.0f} bits, p99 "
+                            f"{bmax:.0f}; LFW median {np.median(b_lfw):.0f}",
+                            flush=True,
+                        )
+                        variants[f"{name} bounded"] = lrp + LN2 * np.minimum(b_lfw, bmax)
+                        variants[f"{name} full"] = lrp + LN2 * b_lfw
+                        variants[f"{name} bits alone"] = b_lfw
                     continue
                 if form == "light":  # the crop's brightness and flatness alone, no VAE at all
                     x = gray.astype(np.float32) / 255.0
