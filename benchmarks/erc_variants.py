@@ -54,7 +54,13 @@ def _codecs() -> dict:
     code length Serra et al. subtract is only as good as the coder; they found the strongest
     generic coder (FLIF) best, and JPEG-XL lossless is FLIF's successor."""
     import cv2
-    import imagecodecs as ic
+
+    try:
+        import imagecodecs as ic
+    except ImportError:
+        raise SystemExit(
+            "--form codecs needs imagecodecs: .venv/bin/pip install imagecodecs"
+        ) from None
 
     return {
         "png": lambda u: cv2.imencode(".png", u, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes(),
