@@ -39,16 +39,12 @@ def dlib_landmarks(table: FaceTable, cache_dir: Path) -> np.ndarray:
     cache = Path(cache_dir) / "erc" / f"landmarks5-{table.key}.npy"
     if cache.exists():
         return np.load(cache)
-    import dlib
-
     from vae.matchers import DlibMatcher
 
     m = DlibMatcher()
     out = np.zeros((len(table), 5, 2), np.float32)
     for i, path in enumerate(table.paths):
-        rgb = np.ascontiguousarray(read_rgb(Path(path)), dtype=np.uint8)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in table.boxes[i])
-        s = m.shape(rgb, dlib.rectangle(x1, y1, x2, y2))
+        s = m.landmarks(read_rgb(Path(path)), table.boxes[i])
         out[i] = [(s.part(k).x, s.part(k).y) for k in range(5)]
     np.save(cache, out)
     return out

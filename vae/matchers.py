@@ -69,14 +69,18 @@ class DlibMatcher:
         self.shape = dlib.shape_predictor(str(shape))
         self.net = dlib.face_recognition_model_v1(str(resnet))
 
+    def landmarks(self, rgb: np.ndarray, box: np.ndarray):
+        """dlib's 5 landmarks inside the MTCNN box: what every chip is aligned by."""
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        return self.shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
+
     def chip(
         self, rgb: np.ndarray, box: np.ndarray, size: int = 150, padding: float = 0.25
     ) -> np.ndarray:
         """The 150x150 chip dlib's ResNet was trained on (5-point alignment, padding 0.25)."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        rect = self._dlib.rectangle(x1, y1, x2, y2)
-        shape = self.shape(rgb, rect)
+        shape = self.landmarks(rgb, box)
         return self._dlib.get_face_chip(rgb, shape, size=size, padding=padding)
 
     def inner_chip(
@@ -91,8 +95,7 @@ class DlibMatcher:
         resolution (the side it spans in the image), shrunk to at most `max_side` px."""
         dlib = self._dlib
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        shape = self.shape(rgb, dlib.rectangle(x1, y1, x2, y2))
+        shape = self.landmarks(rgb, box)
         d = dlib.get_face_chip_details(shape, 64, padding)
         c, half = d.rect.center(), d.rect.width() * inner / 2.0
         side = max(2, round(2.0 * half))
