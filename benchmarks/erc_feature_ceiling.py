@@ -118,14 +118,13 @@ def main() -> None:
         **landmark_features(dlib_landmarks(table, st.cache_dir), table.boxes),
     }
     no_vae = {k: v for k, v in image.items() if not k.startswith("VAE")}
+    code_cols = standardised({f"z{i}": c for i, c in enumerate(code.T)})
     sets = {
         "landmark layout atypicality alone (no fit)": None,
         "image statistics without the VAE": standardised(no_vae),
         "image statistics with the VAE": standardised(image),
-        "the VAE's code (128-d) alone": standardised({f"z{i}": c for i, c in enumerate(code.T)}),
-        "code + image statistics with the VAE": np.concatenate(
-            [standardised({f"z{i}": c for i, c in enumerate(code.T)}), standardised(image)], 1
-        ),
+        "the VAE's code (128-d) alone": code_cols,
+        "code + image statistics with the VAE": np.concatenate([code_cols, standardised(image)], 1),
     }
     rng = np.random.default_rng(args.seed)
     subjects = np.unique(pairs.subject)

@@ -52,9 +52,8 @@ POOLS = (2, 4, 8)  # block sizes of the "coarse" form
 def _codecs() -> dict:
     """Lossless coders for the "codecs" form (imagecodecs, from the package registry): the
     code length Serra et al. subtract is only as good as the coder; they found the strongest
-    generic coder (FLIF) best, and JPEG-XL lossless is FLIF's successor."""
-    import cv2
-
+    generic coder (FLIF) best, and JPEG-XL lossless is FLIF's successor. PNG, the shipped
+    coder, is the weights' own line."""
     try:
         import imagecodecs as ic
     except ImportError:
@@ -63,7 +62,6 @@ def _codecs() -> dict:
         ) from None
 
     return {
-        "png": lambda u: cv2.imencode(".png", u, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes(),
         "jpegls": ic.jpegls_encode,
         "jpeg2k": lambda u: ic.jpeg2k_encode(u, level=0, reversible=True),
         "webp": lambda u: ic.webp_encode(np.repeat(u[..., None], 3, 2), lossless=True, level=100),
