@@ -35,7 +35,8 @@ class KeyEpoch(Base):
     never in this database, so a database backup cannot outlive a crypto-shred."""
 
     __tablename__ = "key_epochs"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)  # "<camera>@<start>"
+    camera_id: Mapped[str | None] = mapped_column(String(64))  # None: a pre-0004 global epoch
     suite: Mapped[str] = mapped_column(String(32))
     not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -45,9 +46,12 @@ class KeyEpoch(Base):
 
 
 class SealedRecordRow(Base):
+    """One sealed record. Its id is unique per camera (the primary key is the pair), so no
+    camera can squat an id another camera will use."""
+
     __tablename__ = "sealed_records"
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"))
     track_id: Mapped[int] = mapped_column(Integer)
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -94,6 +98,12 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The trustee key (1..n) a trustee token speaks for; None for every other role.
+    trustee_index: Mapped[int | None] = mapped_column(Integer)
+    # The escrow authority's Ed25519 signature over the token's row (privileged roles): a
+    # database writer cannot mint a judge or a trustee.
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Warrant(Base):
