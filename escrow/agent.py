@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 
 from escrow.detect import FrameDetector
+from escrow.keyring import FreshKeyring
 from escrow.select import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
@@ -71,7 +72,7 @@ class CaptureAgent:
         cfg: CaptureConfig,
         detector: FrameDetector,
         scorer,
-        keyring: CameraKeyring,
+        keyring: CameraKeyring | FreshKeyring,
         factory,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_frame: Callable[[Frame, list, CaptureSummary], None] | None = None,
@@ -106,6 +107,10 @@ class CaptureAgent:
             summary.dropped_short += 1
             return
         key = self.keyring.key_for(cand.time)  # KeyRefused stops capture: never plaintext
+        if key.cert.epoch_id not in self._registered:  # a key the keyring fetched since
+            with self.factory.begin() as s:
+                store.register_epochs(s, [key.cert])
+            self._registered.add(key.cert.epoch_id)
         rid = self._record_id(source_key, tr)
         header = crypto.RecordHeader(
             rid, self.cfg.camera_id, key.cert.epoch_id, tr.first_seen, tr.last_seen, cand.time
@@ -147,6 +152,7 @@ class CaptureAgent:
         source_key = source.identity
         with self.factory.begin() as s:
             store.register_epochs(s, self.keyring.certs)
+        self._registered = {c.epoch_id for c in self.keyring.certs}
         t0 = datetime.now(UTC)
         seen_tracks: set[int] = set()
         for frame in source:

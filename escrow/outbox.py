@@ -11,6 +11,7 @@ refuses for good stays in the outbox and is reported, never dropped.
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,16 +22,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from escrow.client import VaultClient, VaultError
 from vault import store
 from vault.crypto import SealedRecord
-from vault.models import SealedRecordRow
+from vault.models import KeyEpoch, SealedRecordRow
 
 
-def to_wire(sealed: SealedRecord, track_id: int, quality: float) -> dict:
+def to_wire(sealed: SealedRecord, track_id: int, quality: float, epoch_key_sha256: str) -> dict:
+    """The JSON a camera posts. `epoch_key_sha256` names the public key it sealed to, so the
+    vault refuses a record sealed to another authority's key that carries a known name."""
     h = sealed.header
     b64 = base64.b64encode
     return {
         "record_id": h.record_id,
         "camera_id": h.camera_id,
         "epoch_id": h.epoch_id,
+        "epoch_key_sha256": epoch_key_sha256,
         "first_seen": h.first_seen.isoformat(),
         "last_seen": h.last_seen.isoformat(),
         "best_time": h.best_time.isoformat(),
@@ -76,12 +80,23 @@ class Sender:
                 .order_by(SealedRecordRow.created, SealedRecordRow.id)
                 .limit(self.batch)
             ).all()
-            return [to_wire(store.sealed_from_row(r), r.track_id, r.quality) for r in rows]
+            keys = {
+                e.id: hashlib.sha256(e.public_key).hexdigest()
+                for e in s.scalars(
+                    select(KeyEpoch).where(KeyEpoch.id.in_({r.epoch_id for r in rows}))
+                )
+            }
+            return [
+                to_wire(store.sealed_from_row(r), r.track_id, r.quality, keys[r.epoch_id])
+                for r in rows
+            ]
 
     def _post(self, records: list[dict]) -> None:
         answer = self.client.call("POST", "/ingest", {"records": records})
         acked = set(answer["stored"]) & {r["record_id"] for r in records}
-        store.delete(self.factory, sorted(acked))  # only what the vault acknowledged
+        cams = {r["record_id"]: r["camera_id"] for r in records}
+        for rid in sorted(acked):
+            store.delete(self.factory, [rid], cams[rid])  # only what the vault acknowledged
         self.report.sent += len(acked)
 
     def drain_once(self) -> bool:

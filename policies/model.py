@@ -70,6 +70,9 @@ class Keys(Strict):
 class Openings(Strict):
     threshold: int = Field(2, ge=1)
     trustees: int = Field(3, ge=1)
+    # A request not fetched this long after it was made is closed by the sweeper and the
+    # sealed shares it gathered are wiped.
+    unfetched_after: Duration = timedelta(days=7)
 
     @model_validator(mode="after")
     def _k_le_n(self) -> Openings:
@@ -111,6 +114,7 @@ class Policy(Strict):
             },
             "key_epoch_hours": h(self.keys.epoch),
             "openings": f"{self.openings.threshold}-of-{self.openings.trustees}",
+            "unfetched_request_hours": h(self.openings.unfetched_after),
             "legal_hold_after_warrant_hours": h(self.legal_hold.after_warrant),
             "sweep": {"every_hours": h(self.sweep.every), "batch": self.sweep.batch},
         }

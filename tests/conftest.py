@@ -99,13 +99,30 @@ class FakeClock:
         self.t += timedelta(**kw)
 
 
+PASSPHRASE = "correct horse battery staple"
+TRUSTEES = ("Trustee A", "Trustee B", "Trustee C")
+
+
+def make_authority(root, t0, cameras=("cam-1", "cam-2"), epochs=3, k=2, suite="x25519"):
+    """A production authority (k of the 3 trustees), epochs of each camera from t0: ->
+    (key store, {trustee name: TrusteeKey})."""
+    from vault.keys import KeyStore
+
+    ks = KeyStore(root)
+    keys = ks.init(t0, [(n, PASSPHRASE) for n in TRUSTEES], k, PASSPHRASE, suite=suite)
+    signer = ks.authority_signer(PASSPHRASE)
+    for cam in cameras:
+        ks.issue_epochs(signer, cam, t0, epochs)
+    return ks, dict(zip(TRUSTEES, keys, strict=True))
+
+
 class ApiVault:
-    """A vault API over `db_url` with a production-mode authority (2 of 3 shares), a fake
-    clock, and one token per role (plus spares) made through the token store."""
+    """A vault API over `db_url` with a production-mode authority (2 of 3 trustee keys), a
+    fake clock, and one token per role (plus spares) made through the token store."""
 
     ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
 
-    def __init__(self, db_url, root, keystore=None, shares=None, t0=None):
+    def __init__(self, db_url, root, keystore=None, trustee_keys=None, t0=None):
         from datetime import UTC, datetime
 
         from fastapi.testclient import TestClient
@@ -118,8 +135,10 @@ class ApiVault:
 
         self.t0 = t0 or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         self.clock = FakeClock(self.t0)
-        self.keystore = keystore or KeyStore(root / "keys")
-        self.shares = shares if keystore else self.keystore.init(self.t0, k=2, n=3, epochs_ahead=3)
+        if keystore is None:
+            keystore, trustee_keys = make_authority(root / "keys", self.t0)
+        self.keystore: KeyStore = keystore
+        self.trustee_keys = trustee_keys
         self.ctx = VaultContext(make_engine(db_url), self.keystore, load_policy(), self.clock)
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
@@ -137,7 +156,8 @@ class ApiVault:
             ("Auditor", "auditor"),
             ("Admin", "admin"),
         ]:
-            tid, tok = tokens.create(self.ctx.factory, role, name, self.t0)
+            index = TRUSTEES.index(name) + 1 if role == "trustee" else None
+            tid, tok = tokens.create(self.ctx.factory, role, name, self.t0, index)
             self.tokens[name], self.token_ids[name] = tok, tid
         self.by_role = {
             "camera": "cam-1",
@@ -171,10 +191,9 @@ class ApiVault:
             img = (np.random.default_rng(track).random((48, 48)) * 255).astype(np.uint8)
             crop = cv2.imencode(".jpg", img)[1].tobytes()
         ring = CameraKeyring(
-            __import__("base64").b64decode(self.keystore.info()["signing_public_key"]),
-            self.keystore.certificates(),
+            self.keystore.authority_public_raw(), self.keystore.certificates(camera), camera
         )
-        key = ring.key_for(best_time)
+        key = ring.key_for(best_time, camera)
         header = crypto.RecordHeader(
             str(uuid.uuid4()),
             camera,
@@ -184,7 +203,7 @@ class ApiVault:
             best_time,
         )
         sealed = key.seal(crop, {"camera_id": camera}, header)
-        return to_wire(sealed, track, quality), crop
+        return to_wire(sealed, track, quality, key.cert.key_sha256), crop
 
     def ingest(self, camera: str, records: list[dict]):
         return self.call(camera, "POST", "/ingest", json={"records": records})
@@ -208,10 +227,17 @@ class ApiVault:
         body = {"warrant_id": warrant_id, "record_ids": ids, "reason": "suspect seen at 14:02"}
         return self.call(who, "POST", "/requests", json=body)
 
-    def approve(self, trustee: str, request_id: str, share: str, digest: str | None = None):
-        if digest is None:
-            digest = self.call(trustee, "GET", f"/requests/{request_id}").json()["digest"]
-        body = {"share": share, "request_digest": digest}
+    def approval(self, trustee: str, request_id: str, key_of: str | None = None) -> dict:
+        """What `escrow request approve` posts: the review fetched with `trustee`'s token,
+        the shares unsealed with `key_of`'s key file (default: their own)."""
+        from escrow.trustee import approval_body
+
+        review = self.call(trustee, "GET", f"/requests/{request_id}/review")
+        assert review.status_code == 200, review.text
+        return approval_body(review.json(), self.trustee_keys[key_of or trustee], PASSPHRASE)
+
+    def approve(self, trustee: str, request_id: str, body: dict | None = None):
+        body = body or self.approval(trustee, request_id)
         return self.call(trustee, "POST", f"/requests/{request_id}/approvals", json=body)
 
     def release(self, request_id: str, secret: str, who="Det. Vance"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
+import pytest
+
 from vault import audit
 
 
@@ -40,9 +42,9 @@ def test_full_opening_story(api):
 
     early = api.release(rid, secret)
     assert early.status_code == 409 and "0 of 2" in early.json()["detail"]
-    assert api.approve("Trustee A", rid, api.shares[0]).status_code == 200
+    assert api.approve("Trustee A", rid).status_code == 200
     assert api.release(rid, secret).status_code == 409
-    assert api.approve("Trustee C", rid, api.shares[2]).status_code == 200
+    assert api.approve("Trustee C", rid).status_code == 200
 
     out = api.release(rid, secret)
     assert out.status_code == 200, out.text
@@ -67,8 +69,7 @@ def _approved(api, wid, ids, trustees=("Trustee A", "Trustee B")):
     assert created.status_code == 201, created.text
     rid, secret = created.json()["request"]["id"], created.json()["fetch_secret"]
     for t in trustees:
-        idx = {"Trustee A": 0, "Trustee B": 1, "Trustee C": 2}[t]
-        assert api.approve(t, rid, api.shares[idx]).status_code == 200
+        assert api.approve(t, rid).status_code == 200
     return rid, secret
 
 
@@ -113,7 +114,10 @@ def test_expired_and_revoked_warrants_release_nothing(api):
 
 
 def test_approval_rules(api):
+    from escrow.trustee import ReviewRejected, approval_body
+    from tests.conftest import PASSPHRASE
     from vault import tokens
+    from vault.keys import KeyStoreError
 
     recs, _ = _stored(api, 2)
     ids = [r["record_id"] for r in recs]
@@ -122,33 +126,41 @@ def test_approval_rules(api):
     rid, secret = created["request"]["id"], created["fetch_secret"]
     other = api.request(wid, ids[1:]).json()["request"]
 
-    # the requester cannot approve: not with their own token, not as a trustee of that name
-    assert api.approve("Det. Vance", rid, api.shares[0], other["digest"]).status_code == 403
-    _, tok = tokens.create(api.ctx.factory, "trustee", "det. vance", api.t0)
+    # the requester cannot review or approve: not with their own token
+    assert api.call("Det. Vance", "GET", f"/requests/{rid}/review").status_code == 403
+    body_a = api.approval("Trustee A", rid)
+    assert api.approve("Det. Vance", rid, body_a).status_code == 403
+    # nor as a trustee of that name
+    _, tok = tokens.create(api.ctx.factory, "trustee", "det. vance", api.t0, 3)
     api.tokens["det. vance"] = tok
-    selfie = api.approve("det. vance", rid, api.shares[0])
+    selfie = api.approve("det. vance", rid, api.approval("det. vance", rid, key_of="Trustee C"))
     assert selfie.status_code == 403 and "own request" in selfie.json()["detail"]
-    # a wrong share, a share of another authority, a malformed one
-    flipped = api.shares[0][:-1] + ("0" if api.shares[0][-1] != "0" else "1")
-    assert api.approve("Trustee A", rid, flipped).status_code == 422
-    assert api.approve("Trustee A", rid, "kfe1-9-" + "00" * 32).status_code == 422
-    assert api.approve("Trustee A", rid, "not a share").status_code == 422
+    # another trustee's key file, a wrong passphrase: the client refuses before unsealing
+    review = api.call("Trustee A", "GET", f"/requests/{rid}/review").json()
+    with pytest.raises(ReviewRejected, match="trustee 1, your key file is trustee 2"):
+        approval_body(review, api.trustee_keys["Trustee B"], PASSPHRASE)
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        approval_body(review, api.trustee_keys["Trustee A"], "guess")
     # an approval made for another request (its digest) is not accepted here
-    replay = api.approve("Trustee A", rid, api.shares[0], other["digest"])
+    replay = api.approve("Trustee A", rid, {**body_a, "request_digest": other["digest"]})
     assert replay.status_code == 409 and "another request" in replay.json()["detail"]
-    # one approval per trustee, one use per share
-    assert api.approve("Trustee A", rid, api.shares[0]).status_code == 200
-    assert api.approve("Trustee A", rid, api.shares[1]).status_code == 409
-    assert api.approve("Trustee B", rid, api.shares[0]).status_code == 409
+    # an approval that leaves out a key the request needs
+    assert api.approve("Trustee A", rid, {**body_a, "shares": {}}).status_code == 409
+    # one approval per trustee token, one per trustee key
+    assert api.approve("Trustee A", rid, body_a).status_code == 200
+    assert api.approve("Trustee A", rid, body_a).status_code == 409
+    _, tok = tokens.create(api.ctx.factory, "trustee", "Trustee A bis", api.t0, 1)
+    api.tokens["Trustee A bis"] = tok
+    assert api.approve("Trustee A bis", rid, body_a).status_code == 409
     assert api.release(rid, secret).status_code == 409  # still 1 of 2
     # only the requester, with the request's own secret, can fetch
-    assert api.approve("Trustee B", rid, api.shares[1]).status_code == 200
+    assert api.approve("Trustee B", rid).status_code == 200
     assert api.release(rid, secret, who="Det. Okafor").status_code == 404
     other_secret = api.request(wid, ids[:1]).json()["fetch_secret"]
     assert api.release(rid, other_secret).status_code == 403
     assert api.release(rid, "!!!").status_code == 422
     assert api.release(rid, secret).status_code == 200
-    assert api.approve("Trustee C", rid, api.shares[2]).status_code == 409  # released
+    assert api.approve("Trustee C", rid, body_a).status_code == 409  # released
 
 
 def test_an_approval_row_copied_to_another_request_does_not_open(api):
@@ -175,7 +187,8 @@ def test_an_approval_row_copied_to_another_request_does_not_open(api):
                 )
             )
     r = api.release(rid_b, secret_b)
-    assert r.status_code == 409 and "not made for it" in r.json()["detail"]
+    assert r.status_code == 409 and "not spent" in r.json()["detail"]
+    assert api.call("Det. Vance", "GET", f"/requests/{rid_b}").json()["status"] == "pending"
 
 
 def test_max_records_and_edited_warrant(api):

@@ -137,3 +137,27 @@ def open_all(sealed: SealedRecord, epoch_private_key) -> tuple[bytes, dict, list
             "another record, or not this epoch's key)"
         ) from exc
     return _unpack(payload)
+
+
+# --- a trustee's share on its way to a release ---------------------------------------------
+
+SHARE_SUITE = SUITES["x25519"]
+
+
+def seal_share_for_release(share: bytes, release_public, request_public, aad: bytes) -> bytes:
+    """On the trustee's machine: seal an unwrapped epoch-key share first to the vault's
+    release key, then to the request's own key. Opening needs both private halves: the
+    release key (in the vault's key store, never in the database) and the fetch secret
+    (only the requester has it). A database copy with either one alone opens nothing."""
+    inner = SHARE_SUITE.encrypt(share, release_public, info=aad + b"\x00release")
+    return SHARE_SUITE.encrypt(inner, request_public, info=aad + b"\x00request")
+
+
+def open_share_for_release(blob: bytes, request_private, release_private, aad: bytes) -> bytes:
+    """In the vault at release, in memory only; IntegrityError if either layer does not
+    open or the share was made for another request, trustee or epoch."""
+    try:
+        inner = SHARE_SUITE.decrypt(blob, request_private, info=aad + b"\x00request")
+        return SHARE_SUITE.decrypt(inner, release_private, info=aad + b"\x00release")
+    except Exception as exc:  # any HPKE failure: not sealed for this request and vault
+        raise IntegrityError("a share was not sealed for this request and vault") from exc

@@ -1,35 +1,43 @@
-"""Opening requests: an investigator asks, k distinct trustees approve with their master-key
-shares, and the requested crops are released once.
+"""Opening requests: an investigator asks, k distinct trustees approve on their own machines,
+and the requested crops are released once.
 
-Where the shares wait. A request carries a fresh X25519 public key whose private half (the
-"fetch secret") is returned to the requester only, never stored. Each trustee's share is
-sealed with HPKE to that key at once, with the request id, the trustee, the share index and
-the request's digest as associated data. So the database alone never holds enough to rebuild
-the master key, and a sealed approval copied onto another request does not open. At release
-the requester presents the fetch secret; the vault unseals the shares, rebuilds the master
-key in memory, opens exactly the requested records that are still in scope, stored and
-within retention (or held), and wipes the sealed shares.
+No master key exists. Each record is sealed to its (camera, epoch) key, whose private half
+exists only as n shares, each sealed to one trustee's own key (vault.keys). To approve, a
+trustee's client fetches its sealed shares of exactly the request's (camera, epoch) keys,
+shows the warrant's case and legal basis, the reason, the requester and the records, unseals
+the shares locally and seals each one twice: to the vault's release key (key store, never
+the database) and to the request's own key (whose private half, the fetch secret, only the
+requester holds), bound to the request's digest, the trustee and the epoch. So:
+- a database copy with the fetch secret lacks the release key; with the key store it lacks
+  the fetch secret; with one trustee's key it holds one share of each epoch: nothing opens;
+- at release the vault rebuilds the request's epoch keys in memory, checks each against its
+  certificate, opens only the requested records still in scope, stored and within retention
+  (or held), forgets the keys and wipes the sealed shares.
+A release that opens nothing is not spent: the request stays pending.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import uuid
-from datetime import datetime
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from itertools import combinations
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from vault import crypto, warrants
-from vault.keys import KeyStore, KeyStoreError
+from vault import audit, crypto, warrants
+from vault.keys import KeyStore, KeyStoreError, combine_secret, load_private, public_of, unb64
+from vault.keys import share_digest as _share_digest
 from vault.models import Approval, OpeningRequest, SealedRecordRow, Warrant
 from vault.refusals import Refused
 from vault.store import as_utc, sealed_from_row
 
-SHARE_SUITE = crypto.SUITES["x25519"]
 MAX_RECORDS_PER_REQUEST = 1000
 
 
@@ -41,9 +49,16 @@ def record_ids(req: OpeningRequest) -> list[str]:
     return json.loads(req.record_ids)
 
 
-def digest(req: OpeningRequest) -> str:
-    """What a trustee approves: this request, these records, this requester, this key."""
-    body = {
+def digest_of(fields: dict) -> str:
+    """What a trustee approves. The trustee's client recomputes it from what it shows."""
+    body = {k: fields[k] for k in ("id", "warrant", "records", "requester", "reason")}
+    body["public_key"] = fields["public_key"]
+    body["created"] = fields["created"]
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def digest_fields(req: OpeningRequest) -> dict:
+    return {
         "id": req.id,
         "warrant": req.warrant_id,
         "records": record_ids(req),
@@ -52,22 +67,36 @@ def digest(req: OpeningRequest) -> str:
         "public_key": base64.b64encode(req.public_key).decode(),
         "created": as_utc(req.created).isoformat(timespec="microseconds"),
     }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _approval_aad(req_id: str, trustee_token_id: str, index: int, req_digest: str) -> bytes:
-    body = [req_id, trustee_token_id, index, req_digest]
+def digest(req: OpeningRequest) -> str:
+    return digest_of(digest_fields(req))
+
+
+def approval_aad(request_id: str, request_digest: str, index: int, epoch_id: str) -> bytes:
+    """Binds a released share to one request (and its digest), one trustee, one epoch."""
+    body = [request_id, request_digest, index, epoch_id]
     return b"keyframe-escrow/approval\x00" + json.dumps(body).encode()
 
 
-def _committed(s: Session, w: Warrant) -> int:
+def _committed(s: Session, w: Warrant, exclude: str | None = None) -> int:
     """Records already asked for (pending) or released under this warrant."""
     reqs = s.scalars(
         select(OpeningRequest).where(
             OpeningRequest.warrant_id == w.id, OpeningRequest.status.in_(("pending", "released"))
         )
     )
-    return sum(r.released_count if r.status == "released" else len(record_ids(r)) for r in reqs)
+    return sum(
+        r.released_count if r.status == "released" else len(record_ids(r))
+        for r in reqs
+        if r.id != exclude
+    )
+
+
+def lock_warrant(s: Session, warrant_id: str) -> None:
+    """Hold the warrant's row for the rest of the transaction: requests counted against its
+    `max_records` are made (and released) one at a time, on both engines."""
+    s.execute(update(Warrant).where(Warrant.id == warrant_id).values(id=Warrant.id))
 
 
 def create(
@@ -82,6 +111,8 @@ def create(
     now: datetime,
 ) -> tuple[OpeningRequest, str]:
     """-> (the request, its fetch secret: returned once, never stored)."""
+    lock_warrant(s, w.id)
+    s.refresh(w)
     warrants.require_active(w, warrant_key, now)
     ids = sorted(set(ids))
     if not ids:
@@ -96,11 +127,13 @@ def create(
             + ", ".join(outside[:5])
             + (" ..." if len(outside) > 5 else "")
         )
-    if w.max_records is not None and _committed(s, w) + len(ids) > w.max_records:
-        raise OpeningRefused(
-            f"warrant {w.id} allows {w.max_records} record(s); "
-            f"{_committed(s, w)} already requested or released"
-        )
+    if w.max_records is not None:
+        committed = _committed(s, w)
+        if committed + len(ids) > w.max_records:
+            raise OpeningRefused(
+                f"warrant {w.id} allows {w.max_records} record(s); "
+                f"{committed} already requested or released"
+            )
     key = x25519.X25519PrivateKey.generate()
     req = OpeningRequest(
         id=str(uuid.uuid4()),
@@ -124,6 +157,47 @@ def approvals(s: Session, req: OpeningRequest) -> list[Approval]:
     )
 
 
+def request_rows(s: Session, req: OpeningRequest, w: Warrant) -> list[SealedRecordRow]:
+    """The request's records that are still stored within the warrant's scope."""
+    return warrants.scoped_records(s, w, record_ids(req))
+
+
+def needed_epochs(rows: list[SealedRecordRow]) -> list[str]:
+    return sorted({r.epoch_id for r in rows})
+
+
+def review(
+    s: Session, req: OpeningRequest, w: Warrant, keystore: KeyStore, trustee_index: int | None
+) -> dict:
+    """What a trustee's client needs to decide and to approve: the records, and for each
+    (camera, epoch) key they need, its certificate and this trustee's sealed share."""
+    rows = request_rows(s, req, w)
+    keys = []
+    for epoch_id in needed_epochs(rows):
+        try:
+            cert = keystore.certificate(epoch_id)
+            doc = keystore.shares(epoch_id)
+        except KeyStoreError:
+            continue  # shredded: nothing to approve for it
+        idx = str(trustee_index)
+        keys.append(
+            {
+                "certificate": asdict(cert),
+                "sealed_share": doc["sealed_shares"].get(idx),
+                "share_digest": doc["share_digests"].get(idx),
+                "records": sum(r.epoch_id == epoch_id for r in rows),
+            }
+        )
+    return {
+        "rows": rows,
+        "keys": keys,
+        "digest_fields": digest_fields(req),
+        "release_public_key": keystore.info()["release_public_key"],
+        "authority_public_key": keystore.info()["signing_public_key"],
+        "trustee_index": trustee_index,
+    }
+
+
 def approve(
     s: Session,
     req: OpeningRequest,
@@ -133,11 +207,13 @@ def approve(
     *,
     trustee: str,
     trustee_token_id: str,
-    share: str,
+    trustee_index: int | None,
+    shares: dict[str, bytes],
     request_digest: str,
     now: datetime,
 ) -> int:
-    """Record one trustee's approval; returns how many approvals the request now has."""
+    """Record one trustee's approval (their shares of the request's epoch keys, sealed for
+    the release); returns how many approvals the request now has."""
     if req.status != "pending":
         raise OpeningRefused(f"request {req.id} is {req.status}", 409)
     warrants.require_active(w, warrant_key, now)
@@ -147,27 +223,30 @@ def approve(
         )
     if trustee_token_id == req.requester_token_id or trustee.casefold() == req.requester.casefold():
         raise OpeningRefused("the requester cannot approve their own request")
+    trustees = {t["index"] for t in keystore.info()["trustees"]}
+    if trustee_index not in trustees:
+        raise OpeningRefused("this trustee token speaks for no trustee key of the authority")
     have = approvals(s, req)
     if any(a.trustee_token_id == trustee_token_id for a in have):
         raise OpeningRefused(f"trustee {trustee} has already approved this request", 409)
-    try:
-        index = keystore.check_share(share)
-    except KeyStoreError as exc:
-        raise OpeningRefused(str(exc), 422) from exc
-    if any(a.share_index == index for a in have):
-        raise OpeningRefused(f"share {index} was already submitted for this request", 409)
-    sealed = SHARE_SUITE.encrypt(
-        share.strip().encode(),
-        x25519.X25519PublicKey.from_public_bytes(req.public_key),
-        info=_approval_aad(req.id, trustee_token_id, index, request_digest),
-    )
+    if any(a.share_index == trustee_index for a in have):
+        raise OpeningRefused(f"trustee key {trustee_index} already approved this request", 409)
+    need = set(needed_epochs(request_rows(s, req, w)))
+    if set(shares) != need:
+        raise OpeningRefused(
+            f"an approval must carry exactly the request's {len(need)} epoch key share(s) "
+            f"({', '.join(sorted(need)) or 'none'}): review the request again",
+            409,
+        )
     s.add(
         Approval(
             request_id=req.id,
             trustee_token_id=trustee_token_id,
             trustee=trustee,
-            share_index=index,
-            sealed_share=sealed,
+            share_index=trustee_index,
+            sealed_share=json.dumps(
+                {e: base64.b64encode(b).decode() for e, b in shares.items()}
+            ).encode(),
             created=now,
         )
     )
@@ -176,10 +255,57 @@ def approve(
 
 
 def close(s: Session, req: OpeningRequest, status: str) -> None:
-    """End a request (released or closed) and wipe the sealed shares it gathered."""
+    """End a request (released, closed or expired) and wipe the sealed shares it gathered."""
     req.status = status
     for a in approvals(s, req):
         a.sealed_share = None
+
+
+def _rebuild_keys(
+    req: OpeningRequest,
+    have: list[Approval],
+    epochs: list[str],
+    keystore: KeyStore,
+    request_key: x25519.X25519PrivateKey,
+    k: int,
+) -> tuple[dict, dict[str, str]]:
+    """{epoch: private key} rebuilt in memory from k valid shares each, {epoch: why not}."""
+    suite = keystore.info()["suite"]
+    release_key = keystore.release_key()
+    req_digest = digest(req)
+    sealed = {a.share_index: json.loads(a.sealed_share or b"{}") for a in have}
+    keys, missing = {}, {}
+    for epoch_id in epochs:
+        try:
+            cert = keystore.certificate(epoch_id)
+            digests = keystore.shares(epoch_id)["share_digests"]
+        except KeyStoreError:
+            missing[epoch_id] = "its key was destroyed"
+            continue
+        good = []
+        for idx, blobs in sealed.items():
+            if epoch_id not in blobs:
+                continue
+            try:
+                share = crypto.open_share_for_release(
+                    base64.b64decode(blobs[epoch_id]),
+                    request_key,
+                    release_key,
+                    approval_aad(req.id, req_digest, idx, epoch_id),
+                )
+            except crypto.IntegrityError:
+                continue
+            if _share_digest(cert, idx, share) == digests.get(str(idx)):
+                good.append((idx, share))
+        want = unb64(cert.public_key)
+        for subset in combinations(good, k):  # the first k good shares rebuild the key
+            raw = combine_secret(list(subset))
+            if public_of(suite, raw) == want:
+                keys[epoch_id] = load_private(suite, raw)
+                break
+        else:
+            missing[epoch_id] = f"{len(good)} valid share(s) of {k} needed"
+    return keys, missing
 
 
 def release(
@@ -201,70 +327,92 @@ def release(
         raise OpeningRefused(f"request {req.id} was already released (crops go out once)", 410)
     if req.status != "pending":
         raise OpeningRefused(f"request {req.id} is {req.status}", 409)
+    lock_warrant(s, w.id)
     warrants.require_active(w, warrant_key, now)
     have = approvals(s, req)
     if len(have) < required:
         raise OpeningRefused(f"{len(have)} of {required} trustee approvals so far", 409)
     try:
         key = x25519.X25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(fetch_secret))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise OpeningRefused("malformed fetch secret", 422) from exc
     if key.public_key().public_bytes_raw() != req.public_key:
         raise OpeningRefused("this fetch secret is not the one issued with the request")
-    req_digest = digest(req)
-    try:
-        shares = [
-            SHARE_SUITE.decrypt(
-                a.sealed_share or b"",
-                key,
-                info=_approval_aad(req.id, a.trustee_token_id, a.share_index, req_digest),
-            ).decode()
-            for a in have
-        ]
-    except Exception as exc:  # any HPKE failure: the approval was not made for this request
-        raise OpeningRefused("an approval on this request was not made for it", 409) from exc
-    try:
-        master = keystore.master_from(shares)
-    except KeyStoreError as exc:
-        raise OpeningRefused(f"cannot rebuild the master key: {exc}", 409) from exc
+    if (
+        w.max_records is not None
+        and _committed(s, w, exclude=req.id) + len(record_ids(req)) > w.max_records
+    ):
+        raise OpeningRefused(f"warrant {w.id} allows {w.max_records} record(s) in all", 409)
 
     ids = record_ids(req)
-    rows = {r.id: r for r in warrants.scoped_records(s, w, ids)}
+    rows = request_rows(s, req, w)
     if s.get_bind().dialect.name == "postgresql" and rows:  # the sweeper skips locked rows
         s.execute(
-            select(SealedRecordRow.id).where(SealedRecordRow.id.in_(list(rows))).with_for_update()
+            select(SealedRecordRow.id)
+            .where(
+                SealedRecordRow.camera_id.in_({r.camera_id for r in rows}),
+                SealedRecordRow.id.in_([r.id for r in rows]),
+            )
+            .with_for_update()
         ).all()
+    keys, missing = _rebuild_keys(req, have, needed_epochs(rows), keystore, key, required)
     released, withheld = [], {}
     try:
+        by_id: dict[str, list[SealedRecordRow]] = {}
+        for r in rows:
+            by_id.setdefault(r.id, []).append(r)
         for rid in ids:
-            row = rows.get(rid)
-            if row is None:
+            if rid not in by_id:
                 withheld[rid] = "erased or no longer in the warrant's scope"
-                continue
-            if as_utc(row.expires) <= now and not row.legal_hold:
-                withheld[rid] = "past its retention period"
-                continue
-            try:
-                priv = keystore.epoch_private_key(master, row.epoch_id)
-                crop, meta, clip = crypto.open_all(sealed_from_row(row), priv)
-            except (KeyStoreError, crypto.IntegrityError) as exc:
-                withheld[rid] = f"cannot be opened: {exc}"
-                continue
-            released.append(
-                {
-                    "record_id": rid,
-                    "camera_id": row.camera_id,
-                    "best_time": as_utc(row.best_time),
-                    "quality": row.quality,
-                    "ciphertext_sha256": row.ciphertext_sha256,
-                    "jpeg": crop,
-                    "clip": clip,
-                    "meta": meta,
-                }
-            )
+            for row in by_id.get(rid, []):
+                if as_utc(row.expires) <= now and not row.legal_hold:
+                    withheld[rid] = "past its retention period"
+                    continue
+                if row.epoch_id not in keys:
+                    withheld[rid] = f"cannot be opened: {missing[row.epoch_id]}"
+                    continue
+                try:
+                    crop, meta, clip = crypto.open_all(sealed_from_row(row), keys[row.epoch_id])
+                except crypto.IntegrityError as exc:
+                    withheld[rid] = f"cannot be opened: {exc}"
+                    continue
+                released.append(
+                    {
+                        "record_id": rid,
+                        "camera_id": row.camera_id,
+                        "best_time": as_utc(row.best_time),
+                        "quality": row.quality,
+                        "ciphertext_sha256": row.ciphertext_sha256,
+                        "jpeg": crop,
+                        "clip": clip,
+                        "meta": meta,
+                    }
+                )
     finally:
-        del master  # the master key lives only for this call
+        keys.clear()  # the rebuilt keys live only for this call
+    if not released:
+        raise OpeningRefused(
+            "nothing could be opened ("
+            + "; ".join(f"{r}: {why}" for r, why in list(withheld.items())[:3])
+            + "); the request stays pending and is not spent",
+            409,
+        )
     close(s, req, "released")
     req.released_at = now
     req.released_count = len(released)
     return released, withheld
+
+
+def expire_stale(s: Session, now: datetime, unfetched_after: timedelta) -> list[str]:
+    """Close pending requests whose warrant ended or that waited longer than the policy
+    allows, wiping the sealed shares they gathered. Returns their ids."""
+    ended = []
+    for req in s.scalars(select(OpeningRequest).where(OpeningRequest.status == "pending")):
+        w = s.get(Warrant, req.warrant_id)
+        stale = as_utc(req.created) + unfetched_after <= now
+        if stale or w is None or warrants.state(w, now) != "active":
+            close(s, req, "expired")
+            ended.append(req.id)
+    if ended:
+        audit.append(s, "retention-sweeper", "request.expire", {"requests": ended}, now)
+    return ended

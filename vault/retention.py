@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from vault import audit
 from vault.keys import KeyStore
 from vault.models import KeyEpoch, SealedRecordRow
-from vault.store import as_utc
+from vault.openings import expire_stale
+from vault.store import as_utc, checkpoint_wal
 from vault.warrants import refresh_holds
 
 _SWEEP_LOCK = 0x6B66_7377  # "kfsw"
@@ -32,6 +33,7 @@ class SweepResult:
     erased: list[str] = field(default_factory=list)
     held_expired: int = 0
     shredded: list[str] = field(default_factory=list)
+    expired_requests: list[str] = field(default_factory=list)
     holds_set: int = 0
     holds_lifted: int = 0
 
@@ -41,6 +43,7 @@ class SweepResult:
             "erased": len(self.erased),
             "held_expired": self.held_expired,
             "shredded_epochs": self.shredded,
+            "expired_requests": len(self.expired_requests),
             "holds_set": self.holds_set,
             "holds_lifted": self.holds_lifted,
         }
@@ -94,6 +97,7 @@ def sweep(
     now: datetime,
     batch: int = 1000,
     after_warrant: timedelta | None = None,
+    unfetched_after: timedelta | None = None,
 ) -> SweepResult:
     """One run. With `after_warrant` (the policy's hold grace), legal holds are first brought
     in line with the warrants: set on records in scope of a warrant whose hold stands,
@@ -111,6 +115,10 @@ def sweep(
             if after_warrant is not None:
                 with factory.begin() as s:  # counted in the run's summary entry
                     result.holds_set, result.holds_lifted = refresh_holds(s, now, after_warrant)
+            if unfetched_after is not None:  # wipe the shares of requests nobody fetched
+                with factory.begin() as s:
+                    audit.lock(s)
+                    result.expired_requests = expire_stale(s, now, unfetched_after)
             while ids := _erase_batch(factory, now, batch):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now)
@@ -126,9 +134,10 @@ def sweep(
             if pg:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
                 lock_conn.commit()
+    if result.expired_requests and not result.erased:
+        checkpoint_wal(engine)
     if result.erased and engine.dialect.name == "sqlite":
-        with engine.connect() as c:
-            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        checkpoint_wal(engine)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM")
     return result

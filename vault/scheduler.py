@@ -24,6 +24,7 @@ def run_sweep(ctx: VaultContext) -> retention.SweepResult:
         ctx.clock(),
         ctx.policy.sweep.batch,
         after_warrant=ctx.policy.legal_hold.after_warrant,
+        unfetched_after=ctx.policy.openings.unfetched_after,
     )
     log.info("retention sweep: %s", result.summary())
     return result

@@ -33,6 +33,7 @@ def register_epochs(session: Session, certs: list[EpochCertificate]) -> int:
             session.add(
                 KeyEpoch(
                     id=c.epoch_id,
+                    camera_id=c.camera_id or None,
                     suite=c.suite,
                     not_before=start,
                     not_after=end,
@@ -102,15 +103,30 @@ def put(
         for cam in {sealed.header.camera_id for sealed, _, _ in items}:
             ensure_camera(s, cam, now)
         ids = [sd.header.record_id for sd, _, _ in items]
-        have = set(s.scalars(select(SealedRecordRow.id).where(SealedRecordRow.id.in_(ids))))
-        new = [it for it in items if it[0].header.record_id not in have]
+        have = set(
+            s.execute(
+                select(SealedRecordRow.camera_id, SealedRecordRow.id).where(
+                    SealedRecordRow.id.in_(ids)
+                )
+            ).tuples()
+        )
+        new = [it for it in items if (it[0].header.camera_id, it[0].header.record_id) not in have]
         s.add_all(row_from_sealed(sd, t, q, now, expires) for sd, t, q in new)
     return len(new)
 
 
-def get(factory: sessionmaker[Session], record_id: str) -> SealedRecord:
+def _row(s: Session, record_id: str, camera_id: str | None) -> SealedRecordRow | None:
+    q = select(SealedRecordRow).where(SealedRecordRow.id == record_id)
+    if camera_id is not None:
+        q = q.where(SealedRecordRow.camera_id == camera_id)
+    return s.scalars(q).first()
+
+
+def get(
+    factory: sessionmaker[Session], record_id: str, camera_id: str | None = None
+) -> SealedRecord:
     with factory() as s:
-        row = s.get(SealedRecordRow, record_id)
+        row = _row(s, record_id, camera_id)
         if row is None:
             raise StoreError(f"no such record: {record_id}")
         return sealed_from_row(row)
@@ -130,20 +146,30 @@ def list_ids(
         return list(s.scalars(q))
 
 
-def delete(factory: sessionmaker[Session], record_ids: list[str]) -> int:
+def delete(
+    factory: sessionmaker[Session], record_ids: list[str], camera_id: str | None = None
+) -> int:
     """Delete records, index row and ciphertext together, in one transaction."""
     with factory.begin() as s:
         n = 0
         for rid in record_ids:
-            row = s.get(SealedRecordRow, rid)
+            row = _row(s, rid, camera_id)
             if row is not None:
                 s.delete(row)
                 n += 1
     return n
 
 
+def checkpoint_wal(engine) -> None:
+    """SQLite keeps overwritten pages in its write-ahead log until a checkpoint: after wiping
+    secrets (sealed shares), fold the log into the (secure_delete) file and truncate it."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def mark_epoch_destroyed(factory: sessionmaker[Session], epoch_id: str, now: datetime) -> None:
-    """Record in the index that an epoch's private key was shredded (vault.keys.shred)."""
+    """Record in the index that an epoch's key was shredded (vault.keys.KeyStore.shred)."""
     with factory.begin() as s:
         epoch = s.get(KeyEpoch, epoch_id)
         if epoch is None:

@@ -28,19 +28,38 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(factory: sessionmaker[Session], role: str, name: str, now: datetime) -> tuple[str, str]:
+def create(
+    factory: sessionmaker[Session],
+    role: str,
+    name: str,
+    now: datetime,
+    trustee_index: int | None = None,
+) -> tuple[str, str]:
     """-> (token id, the token itself: shown once, never stored)."""
     with factory.begin() as s:
-        return add(s, role, name, now)
+        return add(s, role, name, now, trustee_index)
 
 
-def add(s: Session, role: str, name: str, now: datetime) -> tuple[str, str]:
+def add(
+    s: Session, role: str, name: str, now: datetime, trustee_index: int | None = None
+) -> tuple[str, str]:
     """Like create(), inside the caller's transaction (so its audit entry commits with it)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     token = PREFIX + secrets.token_urlsafe(32)
     tid = str(uuid.uuid4())
-    s.add(ApiToken(id=tid, name=name, role=role, token_sha256=_digest(token), created=now))
+    if (role == "trustee") != (trustee_index is not None):
+        raise ValueError("a trustee token names its trustee key (1..n); no other role does")
+    s.add(
+        ApiToken(
+            id=tid,
+            name=name,
+            role=role,
+            token_sha256=_digest(token),
+            created=now,
+            trustee_index=trustee_index,
+        )
+    )
     s.flush()
     return tid, token
 

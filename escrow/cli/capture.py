@@ -17,8 +17,54 @@ from escrow.cli.app import (
     load_scorer,
     need_detector,
     setup_torch,
+    vault_call,
 )
 from escrow.settings import get_settings
+
+
+def load_keyring(
+    camera_id: str,
+    keyring: Path | None,
+    vault_url: str | None,
+    token: str | None,
+    authority: str | None,
+):
+    """The camera's keyring from an explicit file, or from the vault (GET /keyring) with the
+    authority pinned by --authority or by the file; never a default that could belong to
+    another authority."""
+    from escrow.keyring import FreshKeyring
+    from vault.keys import CameraKeyring
+
+    fetch = None
+    if vault_url:
+        from escrow.cli.app import vault_client
+
+        client = vault_client(vault_url, token)
+
+        def fetch():
+            return vault_call(client, "GET", "/keyring")
+
+    if keyring is not None:
+        if not keyring.exists():
+            raise UserError(f"no camera keyring at {keyring}")
+        ring = CameraKeyring.load(keyring)
+        if ring.camera_id and ring.camera_id != camera_id:
+            raise UserError(f"{keyring} is camera {ring.camera_id}'s keyring, not {camera_id}'s")
+        ring = CameraKeyring(ring.authority_raw, ring.certs, camera_id)
+    elif fetch is not None:
+        ring = CameraKeyring.from_dict(fetch())
+        ring = CameraKeyring(ring.authority_raw, ring.certs, camera_id)
+    else:
+        raise UserError(
+            "no keyring: pass --keyring FILE (from `escrow keys export-camera`) or --vault-url "
+            "with this camera's token, and --authority FINGERPRINT to pin the authority"
+        )
+    if authority and not ring.authority_fingerprint.startswith(authority.lower()):
+        raise UserError(
+            f"the keyring's authority is {ring.authority_fingerprint}, not the pinned {authority}"
+        )
+    fresh = FreshKeyring(ring, camera_id, fetch, log=lambda m: typer.echo(m, err=True))
+    return fresh
 
 
 def run_capture(
@@ -35,6 +81,7 @@ def run_capture(
     vault_url: str | None = None,
     token: str | None = None,
     send_timeout: float = 30.0,
+    authority: str | None = None,
 ):
     """Shared by `capture` and `demo`: returns (summary, histories). With `vault_url` the
     local store is an outbox drained to the vault while capturing and after."""
@@ -44,19 +91,14 @@ def run_capture(
     from escrow.detect import FrameDetector
     from escrow.sources import Source, SourceError
     from vault.db import make_engine, session_factory, upgrade
-    from vault.keys import CameraKeyring, KeyRefused, KeyStoreError
+    from vault.keys import KeyRefused, KeyStoreError
 
-    ring_path = keyring or camera_keyring_path()
-    if not ring_path.exists():
-        raise UserError(
-            f"no camera keyring at {ring_path}: run `escrow keys init` and "
-            "`escrow keys export-camera FILE`, then pass --keyring FILE"
-        )
     try:
-        ring = CameraKeyring.load(ring_path)
+        ring = load_keyring(camera_id, keyring, vault_url, token, authority)
         source = Source(source_spec, log=lambda m: typer.echo(m, err=True))
     except (KeyStoreError, SourceError) as exc:
         raise UserError(str(exc)) from exc
+    typer.echo(f"sealing to authority {ring.pinned}", err=True)
     url = get_settings().database_url
     upgrade(url)
     engine = make_engine(url)
@@ -175,8 +217,13 @@ def capture(
     send_timeout: Annotated[
         float, typer.Option(min=0.0, help="Seconds to keep trying to send after the input ends.")
     ] = 30.0,
+    authority: Annotated[
+        str | None,
+        typer.Option(help="Pin the escrow authority by (a prefix of) its fingerprint."),
+    ] = None,
 ) -> None:
-    """Keep one sealed best-quality face crop per person who passes; nothing else."""
+    """Keep one sealed best-quality face crop per person who passes; nothing else. Needs an
+    explicit keyring (--keyring FILE) or the vault's (--vault-url with a camera token)."""
     need_detector()
     setup_torch()
     summary, _ = run_capture(
@@ -193,6 +240,7 @@ def capture(
         vault_url,
         token,
         send_timeout,
+        authority,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))
@@ -266,25 +314,33 @@ def demo(
 
     from sqlalchemy import select
 
+    from escrow.cli.vault_cmds import DEV_PASSPHRASE as DEV
     from escrow.sample import sample_face_table, write_sample_video
     from vault.db import make_engine, session_factory
-    from vault.keys import KeyStore
+    from vault.keys import KeyStore, KeyStoreError
     from vault.models import SealedRecordRow
 
     need_detector()
     setup_torch()
     st = get_settings()
     ks = KeyStore(st.keys_dir)
-    if not ks.exists():
-        ks.init(datetime.now(UTC), dev=True)
-        typer.echo(
-            f"created an escrow authority in {ks.root} (DEVELOPMENT MODE: master key in a file)"
-        )
+    now = datetime.now(UTC)
+    try:
+        if not ks.exists():
+            made = ks.init(now, [(f"trustee {i}", DEV) for i in (1, 2, 3)], 2, DEV, dev=True)
+            for key in made:
+                key.write(ks.root / "dev-trustees" / f"trustee-{key.index}.key")
+            typer.echo(
+                f"created an escrow authority in {ks.root} (DEVELOPMENT MODE: passphrases "
+                "'development'; no master key, epoch keys split to 3 trustee keys)"
+            )
+        if ks.info()["mode"] != "development":
+            raise UserError(f"{ks.root} is a production authority: the demo uses its own")
+        ks.issue_epochs(ks.authority_signer(DEV), "demo-cam", now, 7)
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
     ring = camera_keyring_path()
-    ks.add_epochs(ks.master_from(), datetime.now(UTC), 7) if ks.info()[
-        "mode"
-    ] == "development" else None
-    ring.write_text(json.dumps(ks.camera_keyring(), indent=1))
+    ring.write_text(json.dumps(ks.camera_keyring("demo-cam"), indent=1))
     with tempfile.TemporaryDirectory() as tmp:
         spec = source
         if spec is None:

@@ -177,31 +177,47 @@ def request_status(
 @request_app.command("approve")
 def request_approve(
     request_id: Annotated[str, typer.Argument()],
-    share_file: Annotated[
-        Path | None, typer.Option("--share-file", help="File holding your share.")
-    ] = None,
+    key_file: Annotated[Path, typer.Option("--key", help="Your trustee key file.")],
     digest: Annotated[
         str | None,
-        typer.Option("--digest", help="Digest you reviewed (default: the one shown now)."),
+        typer.Option("--digest", help="Digest you reviewed earlier (refused if it changed)."),
     ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Approve without asking.")] = False,
     vault_url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Approve a request with your master-key share (trustee token). Without --share-file
-    the share is asked for without echo."""
+    """Approve a request as a trustee (trustee token). Shows the warrant's case and legal
+    basis, the reason, the requester and the records, checks every key the vault names
+    against your key file's authority and the warrant, asks to confirm, then unseals your
+    shares of exactly those keys here (passphrase: prompt or ESCROW_TRUSTEE_PASSPHRASE) and
+    sends them sealed for this request's release only."""
+    from escrow.trustee import ReviewRejected, approval_body, check, summary
+    from vault.keys import KeyStoreError, TrusteeKey
+
+    try:
+        key = TrusteeKey.load(key_file)
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
     client = vault_client(vault_url, token)
-    req = vault_call(client, "GET", f"/requests/{request_id}")
-    if digest and digest != req["digest"]:
+    review = vault_call(client, "GET", f"/requests/{request_id}/review")
+    if digest and digest != review["request"]["digest"]:
         raise UserError("the request changed since you reviewed it (digest differs)")
-    if share_file:
-        try:
-            share = share_file.read_text().strip()
-        except OSError as exc:
-            raise UserError(f"cannot read {share_file}: {exc.strerror}") from exc
-    else:
-        share = typer.prompt("master-key share", hide_input=True).strip()
-    body = {"share": share, "request_digest": req["digest"]}
+    try:
+        check(review, key)
+    except ReviewRejected as exc:
+        raise UserError(f"not approving: {exc}", code=1) from exc
+    for line in summary(review):
+        typer.echo(line, err=True)
+    if not yes and not typer.confirm("Approve this request?", err=True):
+        raise UserError("not approved", code=1)
+    passphrase = os.environ.get("ESCROW_TRUSTEE_PASSPHRASE") or typer.prompt(
+        f"passphrase of {key_file}", hide_input=True, err=True
+    )
+    try:
+        body = approval_body(review, key, passphrase)
+    except (ReviewRejected, KeyStoreError) as exc:
+        raise UserError(f"not approving: {exc}", code=1) from exc
     out = vault_call(client, "POST", f"/requests/{request_id}/approvals", body)
     _show(out, as_json, _request_line)
 

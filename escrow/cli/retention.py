@@ -50,6 +50,7 @@ def sweep(
                 now,
                 pol.sweep.batch,
                 after_warrant=pol.legal_hold.after_warrant,
+                unfetched_after=pol.openings.unfetched_after,
             )
         finally:
             engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,59 +13,192 @@ from escrow.cli.app import UserError, audit_app, db_app, db_factory, keys_app, t
 from escrow.settings import get_settings
 
 
+def _passphrase(env: list[str], prompt: str, dev: bool) -> str:
+    """From the first set environment variable, the development default, or a prompt."""
+    for name in env:
+        if os.environ.get(name):
+            return os.environ[name]
+    if dev:
+        return DEV_PASSPHRASE
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+DEV_PASSPHRASE = "development"
+
+
 @keys_app.command("init")
 def keys_init(
+    trustee_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the trustees' key files (one each, hand them out)."),
+    ] = None,
     dev: Annotated[
-        bool, typer.Option("--dev", help="DEVELOPMENT MODE: keep the master key in a 0600 file.")
+        bool,
+        typer.Option(
+            "--dev", help="DEVELOPMENT MODE: passphrases 'development', trustee keys kept here."
+        ),
     ] = False,
     suite: Annotated[str, typer.Option(help="HPKE suite: x25519 or mlkem768-x25519.")] = "x25519",
-    epoch_hours: Annotated[int, typer.Option(min=1, help="Length of a key epoch.")] = 24,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs to create from now.")] = 7,
-    threshold: Annotated[int, typer.Option(min=1, help="k: shares needed to open.")] = 2,
-    trustees: Annotated[int, typer.Option(min=1, help="n: shares handed out.")] = 3,
+    epoch_hours: Annotated[
+        int | None, typer.Option(min=1, help="Length of a key epoch (default: the policy's).")
+    ] = None,
+    threshold: Annotated[int, typer.Option(min=1, help="k: trustees needed to open.")] = 2,
+    trustees: Annotated[int, typer.Option(min=1, help="n: trustee keys made.")] = 3,
+    trustee_name: Annotated[
+        list[str] | None, typer.Option(help="Trustee names in order (default: trustee 1..n).")
+    ] = None,
+    camera: Annotated[
+        list[str] | None, typer.Option(help="Issue epochs for this camera now (repeatable).")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="How far ahead to issue epochs.")] = 90,
 ) -> None:
-    """Create the escrow authority: signing key, master key, signed epoch keys."""
+    """The ceremony: the authority's signing key, one key pair per trustee (each in a
+    passphrase-sealed file of theirs), the vault's release key, and per-camera epochs whose
+    private halves exist only as shares sealed to the trustees. No master key is made."""
     from datetime import UTC, datetime
 
+    from policies.model import PolicyError, load_policy
     from vault.keys import KeyStore, KeyStoreError
 
     if threshold > trustees:
         raise UserError("--threshold must not exceed --trustees")
+    names = trustee_name or [f"trustee {i}" for i in range(1, trustees + 1)]
+    if len(names) != trustees:
+        raise UserError(f"--trustee-name given {len(names)} times for {trustees} trustees")
+    st = get_settings()
+    if epoch_hours is None:
+        try:
+            epoch_hours = max(1, round(load_policy(st.policy).keys.epoch.total_seconds() / 3600))
+        except PolicyError as exc:
+            raise UserError(str(exc)) from exc
+    ks = KeyStore(st.keys_dir)
+    folder = trustee_dir or (ks.root / "dev-trustees" if dev else None)
+    if folder is None:
+        raise UserError("say where the trustees' key files go: --trustee-dir DIR")
+    paths = [folder / f"trustee-{i}.key" for i in range(1, trustees + 1)]
+    if clash := [p for p in paths if p.exists()]:
+        raise UserError(f"{clash[0]} exists: a key file is never overwritten")
+    pws = [
+        (
+            n,
+            _passphrase(
+                [f"ESCROW_TRUSTEE_PASSPHRASE_{i}", "ESCROW_TRUSTEE_PASSPHRASE"],
+                f"passphrase for {n}'s key file",
+                dev,
+            ),
+        )
+        for i, n in enumerate(names, 1)
+    ]
+    signing_pw = _passphrase(["ESCROW_AUTHORITY_PASSPHRASE"], "authority passphrase", dev)
+    now = datetime.now(UTC)
+    try:
+        keys = ks.init(now, pws, threshold, signing_pw, suite, epoch_hours, dev=dev)
+        for key, path in zip(keys, paths, strict=True):
+            key.write(path)
+        made = _issue(ks, ks.authority_signer(signing_pw), camera or [], now, days)
+    except (KeyStoreError, ValueError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(f"escrow authority created in {ks.root} ({suite}, {threshold} of {trustees})")
+    typer.echo(f"authority fingerprint: {ks.fingerprint}")
+    for key, path in zip(keys, paths, strict=True):
+        typer.echo(f"  trustee {key.index} ({key.name}): {path}  key {key.public_key.hex()[:16]}")
+    typer.echo(
+        f"{made} epoch key(s) issued for {len(camera or [])} camera(s); no master key exists"
+    )
+    if not dev:
+        typer.echo(
+            f"Move {ks.root / 'authority-signing.key'} offline: it is needed only to issue "
+            "epochs and privileged tokens."
+        )
+
+
+def _issue(ks, signer, cameras: list[str], start, days: int) -> int:
+    hours = ks.info()["epoch_hours"]
+    count = max(1, -(-days * 24 // hours))
+    return sum(len(ks.issue_epochs(signer, cam, start, count)) for cam in cameras)
+
+
+@keys_app.command("issue")
+def keys_issue(
+    camera: Annotated[list[str], typer.Option(help="Camera id (repeatable).")],
+    days: Annotated[int, typer.Option(min=1, help="How far ahead from --start.")] = 90,
+    start: Annotated[str | None, typer.Option(help="ISO 8601 start (default: now).")] = None,
+) -> None:
+    """Issue epochs ahead for cameras (needs the authority's signing key and passphrase,
+    ESCROW_AUTHORITY_PASSPHRASE). Each epoch's private half is split to the trustees' keys
+    at once and dropped: nothing here can open what the epoch will seal."""
+    from datetime import UTC, datetime
+
+    from vault.keys import KeyStore, KeyStoreError
+
     ks = KeyStore(get_settings().keys_dir)
     try:
-        shares = ks.init(
-            datetime.now(UTC),
-            suite=suite,
-            epoch_hours=epoch_hours,
-            epochs_ahead=epochs,
-            k=threshold,
-            n=trustees,
-            dev=dev,
-        )
+        t = datetime.fromisoformat(start) if start else datetime.now(UTC)
+        if t.tzinfo is None:
+            raise UserError("--start: give a time zone (e.g. 2027-01-01T00:00Z)")
+        dev = ks.info()["mode"] == "development"
+        pw = _passphrase(["ESCROW_AUTHORITY_PASSPHRASE"], "authority passphrase", dev)
+        made = _issue(ks, ks.authority_signer(pw), camera, t, days)
     except (KeyStoreError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    typer.echo(f"escrow authority created in {ks.root} ({suite}, {epochs} epochs)")
-    if dev:
-        typer.echo("DEVELOPMENT MODE: the master key is stored in master.key (0600).")
-    else:
-        typer.echo(f"Master-key shares ({threshold} of {trustees} needed to open), shown ONCE:")
-        for i, share in enumerate(shares, 1):
-            typer.echo(f"  trustee {i}: {share}")
+    typer.echo(f"{made} new epoch key(s) for {', '.join(camera)} ({days} days from {t:%Y-%m-%d})")
+
+
+@keys_app.command("status")
+def keys_status(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Per camera: how many epoch keys, and until when it can seal."""
+    from datetime import UTC, datetime
+
+    from vault.keys import CameraKeyring, KeyStore, KeyStoreError
+
+    ks = KeyStore(get_settings().keys_dir)
+    try:
+        ring = CameraKeyring.from_dict(ks.camera_keyring())
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
+    now = datetime.now(UTC)
+    rows = []
+    for cam in sorted({c.camera_id for c in ring.certs}):
+        until = ring.valid_until(now, cam)
+        n = sum(c.camera_id == cam for c in ring.certs)
+        rows.append(
+            {
+                "camera": cam or "(global)",
+                "epochs": n,
+                "seals_until": until.isoformat() if until else None,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"fingerprint": ks.fingerprint, "cameras": rows}, indent=1))
+        return
+    typer.echo(f"authority {ks.fingerprint}")
+    typer.echo(f"{'camera':<24s} {'epochs':>6s}  seals until")
+    for r in rows:
+        typer.echo(f"{r['camera']:<24s} {r['epochs']:>6d}  {r['seals_until'] or 'OUT OF KEYS'}")
 
 
 @keys_app.command("export-camera")
 def keys_export_camera(
     out: Annotated[Path, typer.Argument(help="Camera keyring file to write (public only).")],
+    camera: Annotated[str, typer.Option(help="The camera whose epochs to export.")],
 ) -> None:
-    """Write the public material a camera needs to seal: authority key + signed epoch keys."""
+    """Write the public material one camera needs to seal: authority key + its signed epoch
+    keys. (A camera with a token can fetch the same from the vault: GET /keyring.)"""
     from vault.keys import KeyStore, KeyStoreError
 
     try:
-        ring = KeyStore(get_settings().keys_dir).camera_keyring()
+        ring = KeyStore(get_settings().keys_dir).camera_keyring(camera)
     except KeyStoreError as exc:
         raise UserError(str(exc)) from exc
+    if not ring["epochs"]:
+        raise UserError(f"no epochs for camera {camera}: run `escrow keys issue --camera {camera}`")
     out.write_text(json.dumps(ring, indent=1))
-    typer.echo(f"wrote {out}: {len(ring['epochs'])} signed epoch public keys, no private key")
+    typer.echo(
+        f"wrote {out}: {len(ring['epochs'])} signed epoch public keys of {camera}, no private "
+        f"key; authority {ring['authority_fingerprint']}"
+    )
 
 
 @tokens_app.command("create")

@@ -13,6 +13,8 @@ Create Date: 2026-11-30 07:05:00
   and signature (the escrow authority's, on privileged roles).
 """
 
+import warnings
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,6 +22,15 @@ revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+
+
+def _sqlite_primary_key(columns: list[str]) -> None:
+    """SQLite cannot alter a primary key: batch mode copies the table. SQLAlchemy warns that
+    the reflected key differs from the new one, which is the point."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Table '_alembic_tmp_sealed_records' specifies")
+        with op.batch_alter_table("sealed_records", recreate="always") as b:
+            b.create_primary_key("sealed_records_pkey", columns)
 
 
 def upgrade() -> None:
@@ -32,8 +43,7 @@ def upgrade() -> None:
         op.drop_constraint("sealed_records_pkey", "sealed_records", type_="primary")
         op.create_primary_key("sealed_records_pkey", "sealed_records", ["camera_id", "id"])
     else:
-        with op.batch_alter_table("sealed_records", recreate="always") as b:
-            b.create_primary_key("sealed_records_pkey", ["camera_id", "id"])
+        _sqlite_primary_key(["camera_id", "id"])
     with op.batch_alter_table("api_tokens") as b:
         b.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
         b.add_column(sa.Column("trustee_index", sa.Integer(), nullable=True))
@@ -49,8 +59,7 @@ def downgrade() -> None:
         op.drop_constraint("sealed_records_pkey", "sealed_records", type_="primary")
         op.create_primary_key("sealed_records_pkey", "sealed_records", ["id"])
     else:
-        with op.batch_alter_table("sealed_records", recreate="always") as b:
-            b.create_primary_key("sealed_records_pkey", ["id"])
+        _sqlite_primary_key(["id"])
     with op.batch_alter_table("sealed_records") as b:
         b.alter_column("epoch_id", type_=sa.String(length=32), existing_nullable=False)
     with op.batch_alter_table("key_epochs") as b:

@@ -20,6 +20,7 @@ class Caller:
     token_id: str
     name: str
     role: str
+    trustee_index: int | None = None
 
     @property
     def actor(self) -> str:
@@ -63,7 +64,7 @@ def allow(*roles: str):
                 ctx.clock(),
             )
             raise HTTPException(401, str(exc), {"WWW-Authenticate": "Bearer"}) from exc
-        caller = Caller(tok.id, tok.name, tok.role)
+        caller = Caller(tok.id, tok.name, tok.role, tok.trustee_index)
         request.state.caller = caller
         if tok.role not in roles:
             audit.record(

@@ -53,7 +53,12 @@ Uuid = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
 ]
-EpochId = Annotated[str, StringConstraints(pattern=r"^[0-9]{8}T[0-9]{4}Z$")]
+# "<camera>@<start>" (one key per camera and epoch), or a pre-0004 global "<start>"
+EpochId = Annotated[
+    str,
+    StringConstraints(pattern=r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,63}@)?[0-9]{8}T[0-9]{4}Z$"),
+]
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
@@ -75,6 +80,7 @@ class SealedRecordIn(Strict):
     record_id: Uuid
     camera_id: CameraId
     epoch_id: EpochId
+    epoch_key_sha256: Hex64 = Field(description="SHA-256 of the epoch public key sealed to.")
     first_seen: UtcTime
     last_seen: UtcTime
     best_time: UtcTime
@@ -143,6 +149,7 @@ class RecordMeta(BaseModel):
     quality: float
     expires: datetime
     legal_hold: bool
+    epoch_id: str | None = None
 
 
 # --- opening requests -----------------------------------------------------------------------
@@ -181,8 +188,40 @@ class RequestCreated(BaseModel):
 
 
 class ApprovalIn(Strict):
-    share: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    request_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    """One trustee's approval: for each (camera, epoch) key the request needs, the trustee's
+    share unsealed on their own machine and sealed again to the vault's release key and the
+    request's key (vault.crypto.seal_share_for_release), base64."""
+
+    request_digest: Hex64
+    shares: dict[EpochId, B64(4096)] = Field(max_length=1000)  # type: ignore[valid-type]
+
+
+class KeyShareOut(BaseModel):
+    certificate: dict = Field(description="The epoch's signed certificate (public).")
+    sealed_share: str | None = Field(description="This trustee's share, sealed to their key.")
+    share_digest: str | None
+    records: int
+
+
+class ReviewOut(BaseModel):
+    """What a trustee's client shows before approving, and what it needs to approve."""
+
+    request: RequestOut
+    warrant: WarrantOut
+    records: list[RecordMeta]
+    keys: list[KeyShareOut]
+    digest_fields: dict = Field(description="The fields the request digest is computed from.")
+    release_public_key: str
+    authority_public_key: str
+    trustee_index: int | None
+
+
+class KeyringOut(BaseModel):
+    format: str
+    camera_id: str | None
+    authority_public_key: str
+    authority_fingerprint: str
+    epochs: list[dict]
 
 
 class ReleaseIn(Strict):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from vault import audit, crypto, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import Refused
-from vault.api.schemas import IngestIn, IngestOut, SealedRecordIn
+from vault.api.schemas import IngestIn, IngestOut, KeyringOut, SealedRecordIn
 from vault.models import KeyEpoch, SealedRecordRow
 
 router = APIRouter(tags=["ingest"])
@@ -27,6 +27,13 @@ def _check(rec: SealedRecordIn, epoch: KeyEpoch | None, max_ciphertext: int) -> 
     """Why this record cannot be stored, or None."""
     if epoch is None:
         return f"unknown key epoch {rec.epoch_id}"
+    if epoch.camera_id is not None and epoch.camera_id != rec.camera_id:
+        return f"key epoch {rec.epoch_id} belongs to camera {epoch.camera_id}"
+    if hashlib.sha256(epoch.public_key).hexdigest() != rec.epoch_key_sha256:
+        return (
+            f"sealed to another key than this vault's epoch {rec.epoch_id} (another "
+            "authority's keyring?): it could never be opened here"
+        )
     if epoch.destroyed_at is not None:
         return f"key epoch {rec.epoch_id} was destroyed"
     if rec.suite != epoch.suite:
@@ -54,6 +61,15 @@ def _known_epochs(s, ctx, ids: set[str]) -> dict[str, KeyEpoch]:
         s.flush()
         epochs = {e.id: e for e in s.scalars(select(KeyEpoch).where(KeyEpoch.id.in_(ids)))}
     return epochs
+
+
+@router.get("/keyring", response_model=KeyringOut)
+def keyring(request: Request, caller: CameraCaller):
+    """This camera's signed epoch certificates from now on (public keys only): a camera
+    refreshes its keyring here before its keys run out, and checks every certificate
+    against the authority key it was configured with."""
+    ctx = get_ctx(request)
+    return KeyringOut(**ctx.keystore.camera_keyring(caller.name, now=ctx.clock()))
 
 
 @router.post("/ingest", response_model=IngestOut)
@@ -90,7 +106,7 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
         have = dict(
             s.execute(
                 select(SealedRecordRow.id, SealedRecordRow.ciphertext_sha256).where(
-                    SealedRecordRow.id.in_(ids)
+                    SealedRecordRow.camera_id == caller.name, SealedRecordRow.id.in_(ids)
                 )
             ).all()
         )

@@ -14,18 +14,22 @@ from vault.api.context import VaultContext
 from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
 from vault.api.errors import Refused
 from vault.api.routers.warrants import load as load_warrant
+from vault.api.routers.warrants import out as warrant_out
+from vault.api.routers.warrants import record_meta
 from vault.api.schemas import (
     ApprovalIn,
     ApprovalOut,
+    KeyShareOut,
     ReleasedCrop,
     ReleaseIn,
     ReleaseOut,
     RequestCreated,
     RequestIn,
     RequestOut,
+    ReviewOut,
 )
 from vault.models import OpeningRequest
-from vault.store import as_utc
+from vault.store import as_utc, checkpoint_wal
 
 router = APIRouter(prefix="/requests", tags=["requests"])
 
@@ -121,6 +125,28 @@ def get_request(
         return out(s, _load(s, request_id, caller), ctx)
 
 
+@router.get("/{request_id}/review", response_model=ReviewOut)
+def review(request_id: str, request: Request, caller: TrusteeCaller):
+    """Everything a trustee's client shows and checks before approving: the warrant's case
+    and legal basis, the reason, the requester, the records, and for each (camera, epoch)
+    key they need its certificate and this trustee's sealed share."""
+    ctx = get_ctx(request)
+    with ctx.factory() as s:
+        req = _load(s, request_id, caller)
+        w = load_warrant(s, req.warrant_id)
+        r = openings.review(s, req, w, ctx.keystore, caller.trustee_index)
+        return ReviewOut(
+            request=out(s, req, ctx),
+            warrant=warrant_out(w, ctx),
+            records=[record_meta(row) for row in r["rows"]],
+            keys=[KeyShareOut(**k) for k in r["keys"]],
+            digest_fields=r["digest_fields"],
+            release_public_key=r["release_public_key"],
+            authority_public_key=r["authority_public_key"],
+            trustee_index=r["trustee_index"],
+        )
+
+
 @router.post("/{request_id}/approvals", response_model=RequestOut)
 def approve(
     request_id: str,
@@ -128,7 +154,8 @@ def approve(
     request: Request,
     caller: TrusteeCaller,
 ):
-    """Approve with a master-key share and the digest of the request being approved."""
+    """Approve with this trustee's shares of the request's epoch keys, unsealed on the
+    trustee's machine and sealed for the release (`escrow request approve` does it)."""
     ctx = get_ctx(request)
     now = ctx.clock()
     try:
@@ -142,7 +169,8 @@ def approve(
                 ctx.keystore,
                 trustee=caller.name,
                 trustee_token_id=caller.token_id,
-                share=body.share,
+                trustee_index=caller.trustee_index,
+                shares=body.shares,
                 request_digest=body.request_digest,
                 now=now,
             )
@@ -193,6 +221,7 @@ def release(
             },
             now,
         )
+    checkpoint_wal(ctx.engine)  # the wiped shares leave SQLite's write-ahead log too
     b64 = base64.b64encode
     return ReleaseOut(
         request_id=request_id,

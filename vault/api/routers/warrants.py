@@ -13,7 +13,7 @@ from vault.api.context import VaultContext
 from vault.api.deps import InvestigatorCaller, JudgeCaller, WarrantReader, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import RecordMeta, RevokeIn, WarrantIn, WarrantOut
-from vault.models import OpeningRequest, Warrant
+from vault.models import OpeningRequest, SealedRecordRow, Warrant
 from vault.store import as_utc
 
 router = APIRouter(prefix="/warrants", tags=["warrants"])
@@ -141,16 +141,18 @@ def records(warrant_id: str, request: Request, caller: InvestigatorCaller):
         warrants.require_active(w, ctx.warrant_key, now)
         rows = warrants.scoped_records(s, w)
         audit.append(s, caller.actor, "warrant.list", {"warrant": w.id, "records": len(rows)}, now)
-        return [
-            RecordMeta(
-                id=r.id,
-                camera_id=r.camera_id,
-                first_seen=as_utc(r.first_seen),
-                last_seen=as_utc(r.last_seen),
-                best_time=as_utc(r.best_time),
-                quality=r.quality,
-                expires=as_utc(r.expires),
-                legal_hold=r.legal_hold,
-            )
-            for r in rows
-        ]
+        return [record_meta(r) for r in rows]
+
+
+def record_meta(r: SealedRecordRow) -> RecordMeta:
+    return RecordMeta(
+        id=r.id,
+        camera_id=r.camera_id,
+        first_seen=as_utc(r.first_seen),
+        last_seen=as_utc(r.last_seen),
+        best_time=as_utc(r.best_time),
+        quality=r.quality,
+        expires=as_utc(r.expires),
+        legal_hold=r.legal_hold,
+        epoch_id=r.epoch_id,
+    )
