@@ -144,6 +144,74 @@ def keys_issue(
     typer.echo(f"{made} new epoch key(s) for {', '.join(camera)} ({days} days from {t:%Y-%m-%d})")
 
 
+@keys_app.command("migrate")
+def keys_migrate(
+    trustee_dir: Annotated[Path, typer.Option(help="Folder for the new trustee key files.")],
+    share: Annotated[
+        list[str] | None, typer.Option(help="An old master-key share (k of them; repeatable).")
+    ] = None,
+    threshold: Annotated[int | None, typer.Option(min=1, help="k (default: as before).")] = None,
+    trustee_name: Annotated[
+        list[str] | None, typer.Option(help="Trustee names in order (default: trustee 1..n).")
+    ] = None,
+) -> None:
+    """One-time ceremony for a vault made before per-camera custody: with k of the old
+    master-key shares, re-split every epoch key to new trustee keys and destroy the master
+    key and everything it could open. The records and their certificates stay valid."""
+    from datetime import UTC, datetime
+
+    from vault.keys import KeyStoreError
+    from vault.legacy import migrate
+
+    root = get_settings().keys_dir
+    try:
+        old = json.loads((root / "authority.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"no escrow authority at {root}") from exc
+    n = len(trustee_name) if trustee_name else old.get("trustees", 3)
+    names = trustee_name or [f"trustee {i}" for i in range(1, n + 1)]
+    dev = old.get("mode") == "development"
+    shares = share or (
+        []
+        if dev
+        else [
+            typer.prompt(f"old master-key share {i}", hide_input=True)
+            for i in range(1, old.get("threshold", 2) + 1)
+        ]
+    )
+    paths = [trustee_dir / f"trustee-{i}.key" for i in range(1, n + 1)]
+    if clash := [p for p in paths if p.exists()]:
+        raise UserError(f"{clash[0]} exists: a key file is never overwritten")
+    pws = [
+        (
+            nm,
+            _passphrase(
+                [f"ESCROW_TRUSTEE_PASSPHRASE_{i}", "ESCROW_TRUSTEE_PASSPHRASE"],
+                f"passphrase for {nm}'s key file",
+                dev,
+            ),
+        )
+        for i, nm in enumerate(names, 1)
+    ]
+    signing_pw = _passphrase(["ESCROW_AUTHORITY_PASSPHRASE"], "authority passphrase", dev)
+    try:
+        keys, moved = migrate(
+            root,
+            shares,
+            pws,
+            threshold or old.get("threshold", 2),
+            signing_pw,
+            datetime.now(UTC),
+            save=lambda keys: [k.write(p) for k, p in zip(keys, paths, strict=True)],
+        )
+    except (KeyStoreError, ValueError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(f"{len(moved)} epoch key(s) re-split to {len(keys)} trustee keys; the master key")
+    typer.echo("and every file it could open are destroyed. Trustee key files:")
+    for key, path in zip(keys, paths, strict=True):
+        typer.echo(f"  trustee {key.index} ({key.name}): {path}")
+
+
 @keys_app.command("status")
 def keys_status(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
