@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, audit_app, db_app, db_factory, keys_app, tokens_app
+from escrow.cli.app import UserError, db_app, db_factory, keys_app, tokens_app
 from escrow.settings import get_settings
 
 
@@ -306,26 +306,6 @@ def tokens_list() -> None:
     for t in tokens.list_tokens(db_factory()):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         typer.echo(f"{t.id}  {t.role:<12s} {t.name:<24s} {state}")
-
-
-@audit_app.command("verify")
-def audit_verify(
-    expect_head: Annotated[
-        str | None, typer.Option(help="A head hash recorded earlier: also catches cut tails.")
-    ] = None,
-) -> None:
-    """Check every link of the audit trail; exit 1 at the first broken one."""
-    from vault import audit
-    from vault.db import make_engine, session_factory
-
-    engine = make_engine(get_settings().database_url)
-    try:
-        v = audit.verify(session_factory(engine), expect_head)
-    finally:
-        engine.dispose()
-    if not v.ok:
-        raise UserError(f"audit trail BROKEN at entry {v.broken_at}: {v.reason}", code=1)
-    typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
 
 
 @db_app.command("upgrade")

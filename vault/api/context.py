@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from policies.model import Policy
+from vault.anchor import CheckpointKey
 from vault.db import session_factory
 from vault.keys import KeyStore
 
@@ -44,6 +45,11 @@ class VaultContext:
     @cached_property
     def warrant_key(self) -> ed25519.Ed25519PublicKey:
         return self.warrant_signer.public_key()
+
+    @cached_property
+    def checkpoint_key(self) -> CheckpointKey:
+        """Signs the audit trail's checkpoints; a file in the key store, never in the DB."""
+        return CheckpointKey(self.keystore.root)
 
     @property
     def required_approvals(self) -> int:

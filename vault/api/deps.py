@@ -90,3 +90,7 @@ AdminCaller = Annotated[Caller, Depends(allow("admin"))]
 WarrantReader = Annotated[Caller, Depends(allow("judge", "investigator", "trustee", "auditor"))]
 RequestReader = Annotated[Caller, Depends(allow("investigator", "trustee", "auditor"))]
 AdminOrAuditor = Annotated[Caller, Depends(allow("admin", "auditor"))]
+# Signed checkpoints of the audit trail show nothing of its entries: every reader of warrants.
+CheckpointReader = Annotated[Caller, Depends(allow("auditor", "investigator", "judge", "trustee"))]
+# An inclusion proof shows the entry itself: auditors, and investigators for their own entries.
+ProofReader = Annotated[Caller, Depends(allow("auditor", "investigator"))]

@@ -266,6 +266,34 @@ class VerdictOut(BaseModel):
     reason: str
 
 
+class CheckpointOut(BaseModel):
+    """A signed tree head of the audit trail (see docs/api.md, "Checkpoints")."""
+
+    format: str
+    log_id: str = Field(description="SHA-256 of `key`, hex.")
+    size: int = Field(description="Entries 1..size are the tree's leaves.")
+    root: str = Field(description="RFC 9162 Merkle tree hash, hex.")
+    time: str = Field(description="When it was signed, exactly as signed.")
+    key: str = Field(description="The checkpoint key's Ed25519 public key, base64.")
+    signature: str = Field(description="Ed25519 over the body (format/log_id/size/root/time).")
+
+
+class InclusionProofOut(BaseModel):
+    entry: AuditEntryOut
+    leaf: str = Field(description="The leaf's bytes (UTF-8 JSON): its hash is SHA-256(0x00||leaf).")
+    leaf_index: int = Field(description="0-based position of the leaf in the tree.")
+    tree_size: int
+    proof: list[str] = Field(description="RFC 9162 inclusion path, hex, leaf to root.")
+    checkpoint: CheckpointOut
+
+
+class ConsistencyProofOut(BaseModel):
+    first: int
+    second: int
+    proof: list[str] = Field(description="RFC 9162 consistency proof, hex.")
+    checkpoint: CheckpointOut = Field(description="A signed checkpoint of the second tree.")
+
+
 class CameraIn(Strict):
     id: CameraId
     name: ShortText | None = None

@@ -1,20 +1,45 @@
-"""Auditors read the trail, check its chain, and read retention reports."""
+"""Auditors read the trail, check its chain, and read retention reports; signed checkpoints
+and Merkle proofs of the trail (vault/anchor.py) for auditors and the parties it concerns."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from vault import audit, retention
-from vault.api.deps import AuditorCaller, get_ctx
-from vault.api.schemas import AuditEntryOut, VerdictOut
+from vault import anchor, audit, retention
+from vault.api.deps import AuditorCaller, CheckpointReader, ProofReader, get_ctx
+from vault.api.schemas import (
+    AuditEntryOut,
+    CheckpointOut,
+    ConsistencyProofOut,
+    InclusionProofOut,
+    VerdictOut,
+)
 from vault.models import AuditEntry
 from vault.store import as_utc
 
 router = APIRouter(tags=["audit"])
+EntryId = Annotated[int, Query(ge=1, le=2**31 - 1)]
+
+
+def _entry_out(e: AuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        id=e.id,
+        at=as_utc(e.at),
+        actor=e.actor,
+        action=e.action,
+        detail=json.loads(e.detail),
+        prev_hash=e.prev_hash,
+        hash=e.hash,
+    )
+
+
+def _checkpoint_out(cp: anchor.Checkpoint) -> CheckpointOut:
+    return CheckpointOut(**asdict(cp))
 
 
 @router.get("/audit", response_model=list[AuditEntryOut])
@@ -29,18 +54,7 @@ def entries(
         rows = s.scalars(
             select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)
         ).all()
-    return [
-        AuditEntryOut(
-            id=e.id,
-            at=as_utc(e.at),
-            actor=e.actor,
-            action=e.action,
-            detail=json.loads(e.detail),
-            prev_hash=e.prev_hash,
-            hash=e.hash,
-        )
-        for e in rows
-    ]
+    return [_entry_out(e) for e in rows]
 
 
 @router.get("/audit/verify", response_model=VerdictOut)
@@ -53,6 +67,52 @@ def verify(
     v = audit.verify(get_ctx(request).factory, expect_head)
     return VerdictOut(
         ok=v.ok, entries=v.entries, head=v.head, broken_at=v.broken_at, reason=v.reason
+    )
+
+
+@router.get("/audit/checkpoint", response_model=CheckpointOut)
+def checkpoint(request: Request, caller: CheckpointReader):
+    """A fresh signed checkpoint (tree size, Merkle root) of the whole trail."""
+    ctx = get_ctx(request)
+    return _checkpoint_out(anchor.checkpoint(ctx.factory, ctx.checkpoint_key, ctx.clock()))
+
+
+@router.get("/audit/proof", response_model=InclusionProofOut)
+def proof(
+    request: Request,
+    caller: ProofReader,
+    entry: EntryId,
+    size: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Default: all.")] = None,
+):
+    """Entry `entry`, its inclusion proof in the tree of `size` entries, and a signed
+    checkpoint of that tree. An investigator gets proofs of their own entries only."""
+    ctx = get_ctx(request)
+    p = anchor.inclusion(ctx.factory, ctx.checkpoint_key, ctx.clock(), entry, size)
+    if caller.role == "investigator" and p.entry.actor != caller.actor:
+        raise anchor.ProofRefused(f"entry {entry} is not one of {caller.actor}'s", 403)
+    return InclusionProofOut(
+        entry=_entry_out(p.entry),
+        leaf=p.leaf,
+        leaf_index=p.leaf_index,
+        tree_size=p.tree_size,
+        proof=p.proof,
+        checkpoint=_checkpoint_out(p.checkpoint),
+    )
+
+
+@router.get("/audit/consistency", response_model=ConsistencyProofOut)
+def consistency(
+    request: Request,
+    caller: AuditorCaller,
+    first: Annotated[int, Query(ge=0, le=2**31 - 1)],
+    second: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Default: all.")] = None,
+):
+    """Proof that the tree of `first` entries is a prefix of the tree of `second`, with a
+    signed checkpoint of the second."""
+    ctx = get_ctx(request)
+    c = anchor.consistency(ctx.factory, ctx.checkpoint_key, ctx.clock(), first, second)
+    return ConsistencyProofOut(
+        first=c.first, second=c.second, proof=c.proof, checkpoint=_checkpoint_out(c.checkpoint)
     )
 
 

@@ -1,0 +1,119 @@
+"""`escrow audit`: the hash chain, signed checkpoints of its Merkle tree, and the witness file.
+
+The auditor keeps the witness file: `audit checkpoint --witness F` appends a checkpoint the
+vault signed (after proving it extends the last one in F), `audit verify --checkpoint F`
+proves the trail in the database still extends the last one. Only `checkpoint` and `proof`
+need the key store (to sign); `verify` needs the database and the witness file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from escrow.cli.app import UserError, audit_app
+from escrow.settings import get_settings
+
+T = TypeVar("T")
+
+
+def _with_trail(use: Callable[..., T]) -> T:
+    """Run `use(factory)` on the configured database (read as it is: no migration)."""
+    from vault.db import make_engine, session_factory
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        return use(session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    expect_head: Annotated[
+        str | None, typer.Option(help="A head hash recorded earlier: also catches cut tails.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Witness file: also check its signatures and that the trail extends its last "
+            "checkpoint (catches cut tails and consistent rewrites).",
+        ),
+    ] = None,
+) -> None:
+    """Check every link of the audit trail; exit 1 at the first broken one."""
+    from vault import anchor, audit
+
+    v = _with_trail(lambda f: audit.verify(f, expect_head))
+    if not v.ok:
+        raise UserError(f"audit trail BROKEN at entry {v.broken_at}: {v.reason}", code=1)
+    if checkpoint is None:
+        typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
+        return
+    try:
+        no, cp = _with_trail(lambda f: anchor.check_trail(f, checkpoint))
+    except anchor.WitnessUnreadable as exc:
+        raise UserError(str(exc)) from exc
+    except anchor.AnchorBroken as exc:
+        raise UserError(f"audit trail BROKEN: {exc}", code=1) from exc
+    typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
+    typer.echo(f"consistent with checkpoint {no} of {checkpoint}: size {cp.size}, root {cp.root}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    witness: Annotated[
+        Path, typer.Option(help="Witness file to append to (created if missing; keep it safe).")
+    ],
+) -> None:
+    """Sign a checkpoint of the trail, append it to the witness file; exit 1 if inconsistent.
+
+    If the file holds checkpoints, the trail must first be proved (RFC 9162 consistency
+    proof) to extend the last of them, under the key the file pinned."""
+    from vault import anchor
+
+    key = anchor.CheckpointKey(get_settings().keys_dir)
+    try:
+        cp = _with_trail(lambda f: anchor.extend_witness(f, key, datetime.now(UTC), witness))
+    except anchor.WitnessUnreadable as exc:
+        raise UserError(str(exc)) from exc
+    except anchor.AnchorBroken as exc:
+        raise UserError(f"refused: {exc}", code=1) from exc
+    except OSError as exc:
+        raise UserError(f"checkpoint key {key.path}: {exc}") from exc
+    typer.echo(f"checkpoint: size {cp.size}, root {cp.root}, appended to {witness}")
+
+
+@audit_app.command("proof")
+def audit_proof(
+    entry: Annotated[int, typer.Argument(min=1, help="The entry's id.")],
+    size: Annotated[
+        int | None, typer.Option(min=1, help="Tree size (default: the whole trail).")
+    ] = None,
+) -> None:
+    """Print entry ENTRY, its inclusion proof and a signed checkpoint of the tree, as JSON."""
+    from vault import anchor
+
+    key = anchor.CheckpointKey(get_settings().keys_dir)
+    try:
+        p = _with_trail(lambda f: anchor.inclusion(f, key, datetime.now(UTC), entry, size))
+    except anchor.ProofRefused as exc:
+        raise UserError(str(exc)) from exc
+    except OSError as exc:
+        raise UserError(f"checkpoint key {key.path}: {exc}") from exc
+    out = {
+        "entry": p.entry.id,
+        "leaf": p.leaf,
+        "leaf_index": p.leaf_index,
+        "tree_size": p.tree_size,
+        "proof": p.proof,
+        "checkpoint": asdict(p.checkpoint),
+    }
+    typer.echo(json.dumps(out, indent=1))
