@@ -21,6 +21,7 @@ READ_REQUESTS = {"investigator", "trustee", "auditor"}
 # What the issue allows, written out here independently of the routers.
 MATRIX = [
     ("POST", "/ingest", {"camera"}),
+    ("GET", "/keyring", {"camera"}),
     ("POST", "/warrants", {"judge"}),
     ("GET", "/warrants", READ_WARRANTS),
     ("GET", "/warrants/{warrant_id}", READ_WARRANTS),
@@ -29,6 +30,7 @@ MATRIX = [
     ("POST", "/requests", {"investigator"}),
     ("GET", "/requests", READ_REQUESTS),
     ("GET", "/requests/{request_id}", READ_REQUESTS),
+    ("GET", "/requests/{request_id}/review", {"trustee"}),
     ("POST", "/requests/{request_id}/approvals", {"trustee"}),
     ("POST", "/requests/{request_id}/release", {"investigator"}),
     ("GET", "/audit", {"auditor"}),
