@@ -108,8 +108,12 @@ def test_missing_unknown_and_revoked_tokens_are_401_and_audited(api):
 
 
 def test_an_admin_can_manage_but_never_open(api):
-    made = api.call("Admin", "POST", "/tokens", json={"role": "trustee", "name": "Trustee D"})
+    for role in ("judge", "trustee", "auditor", "investigator", "admin"):  # separation of duties
+        r = api.call("Admin", "POST", "/tokens", json={"role": role, "name": "Self-made"})
+        assert r.status_code == 403, (role, r.text)
+    made = api.call("Admin", "POST", "/tokens", json={"role": "camera", "name": "cam-9"})
     assert made.status_code == 201 and made.json()["token"].startswith("kfe_")
+    assert "Self-made" not in [t["name"] for t in api.call("Admin", "GET", "/tokens").json()]
     assert "token" not in api.call("Admin", "GET", "/tokens").json()[0]
     for method, template in [
         ("GET", "/warrants/{warrant_id}/records"),

@@ -354,3 +354,22 @@ def test_a_rebuilt_key_never_reaches_disk_and_epoch_keys_are_per_camera(api):
         key.seal(b"x", {}, header)
     assert load_private  # the module under test exposes no way to read a private epoch key
     assert not hasattr(api.keystore, "epoch_private_key")
+
+
+def test_an_epoch_key_outlives_its_epoch_while_a_camera_may_still_deliver(api):
+    """A camera offline for its whole epoch keeps that epoch's records in its outbox: the
+    sweeper must not shred the (empty, ended) epoch before those records could expire."""
+    from vault.retention import sweep
+
+    rec, _ = api.seal("cam-1", api.t0 + timedelta(minutes=5))  # sealed, not yet delivered
+    keep = api.ctx.policy.retention.for_camera
+    api.clock.advance(hours=25)  # the epoch ended; the vault holds nothing of it
+    res = sweep(api.ctx.engine, api.keystore, api.clock(), keep_keys_for=keep)
+    assert rec["epoch_id"] not in res.shredded
+    assert api.ingest("cam-1", [rec]).status_code == 200  # delivered late, still openable
+    from vault import store
+
+    store.delete(api.ctx.factory, [rec["record_id"]], "cam-1")
+    api.clock.advance(hours=72)  # now no record of that epoch can still be kept anywhere
+    res = sweep(api.ctx.engine, api.keystore, api.clock(), keep_keys_for=keep)
+    assert rec["epoch_id"] in res.shredded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,20 +10,58 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import PASSPHRASE, make_authority
 from vault import audit, crypto, store
 from vault.db import make_engine, session_factory
-from vault.keys import CameraKeyring, KeyStore, KeyStoreError
+from vault.keys import (
+    CameraKeyring,
+    KeyStore,
+    KeyStoreError,
+    combine_secret,
+    load_private,
+    public_of,
+    share_aad,
+    unseal_share,
+)
 from vault.models import KeyEpoch, SealedRecordRow
 from vault.retention import sweep
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # day 1 of the epochs
 
 
+def epoch_key_raw(ks: KeyStore, trustees, epoch_id: str) -> bytes:
+    """An epoch's private key rebuilt as the vault does at a release: each trustee unseals
+    their share (on their machine), the shares are combined and checked against the
+    certificate. KeyStoreError once the epoch is shredded."""
+    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
+    sealed = ks.shares(epoch_id)["sealed_shares"]
+    raw = combine_secret(
+        [
+            (
+                t.index,
+                unseal_share(
+                    t.unlock(PASSPHRASE),
+                    suite,
+                    base64.b64decode(sealed[str(t.index)]),
+                    share_aad(ks.fingerprint, cert, t.index),
+                ),
+            )
+            for t in trustees
+        ]
+    )
+    assert public_of(suite, raw) == base64.b64decode(cert.public_key)
+    return raw
+
+
+def epoch_key(ks: KeyStore, trustees, epoch_id: str):
+    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
+
+
 @pytest.fixture
 def world(db_url, tmp_path):
-    ks = KeyStore(tmp_path / "keys")
-    ks.init(T0, epochs_ahead=3, dev=True)
-    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring()))
+    """A production authority (2 of 3 trustees) with three daily epochs of camera "cam"."""
+    ks, keys = make_authority(tmp_path / "keys", T0, cameras=("cam",), epochs=3)
+    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring("cam")))
     ring = CameraKeyring.load(tmp_path / "ring.json")
     eng = make_engine(db_url)
     factory = session_factory(eng)
@@ -30,13 +69,13 @@ def world(db_url, tmp_path):
         store.register_epochs(s, ks.certificates())
 
     def add(t: datetime, keep: timedelta, payload: bytes = b"\xff\xd8\xff" + b"x" * 500):
-        key = ring.key_for(t)
+        key = ring.key_for(t, "cam")
         h = crypto.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, t, t, t)
         sealed = key.seal(payload, {}, h)
         store.put(factory, [(sealed, 1, 1.0)], t, t + keep)
         return sealed
 
-    yield ks, eng, factory, add
+    yield ks, eng, factory, add, list(keys.values())
     eng.dispose()
 
 
@@ -46,17 +85,17 @@ def ids(factory):
 
 
 def test_expired_go_held_stay_until_released(world):
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     a = add(T0, timedelta(hours=1))
     b = add(T0 + timedelta(minutes=5), timedelta(hours=1))
     c = add(T0 + timedelta(minutes=10), timedelta(hours=48))
     with factory.begin() as s:
-        s.get(SealedRecordRow, b.header.record_id).legal_hold = True
+        s.get(SealedRecordRow, ("cam", b.header.record_id)).legal_hold = True
     r = sweep(eng, ks, T0 + timedelta(hours=2))
     assert r.erased == [a.header.record_id] and r.held_expired == 1
     assert ids(factory) == {b.header.record_id, c.header.record_id}
     with factory.begin() as s:  # the warrant's hold ends
-        s.get(SealedRecordRow, b.header.record_id).legal_hold = False
+        s.get(SealedRecordRow, ("cam", b.header.record_id)).legal_hold = False
     r = sweep(eng, ks, T0 + timedelta(hours=3))
     assert r.erased == [b.header.record_id]
     assert audit.verify(factory).ok
@@ -73,25 +112,27 @@ def actions(factory) -> list[str]:
 
 
 def test_epoch_key_destroyed_only_with_its_last_record_and_after_it_ended(world):
-    ks, eng, factory, add = world
+    ks, eng, factory, add, trustees = world
     day1 = add(T0, timedelta(hours=1))
     late = add(T0 + timedelta(hours=5), timedelta(hours=30))  # same epoch, kept longer
     epoch = day1.header.epoch_id
+    assert late.header.epoch_id == epoch
     r = sweep(eng, ks, T0 + timedelta(hours=2))  # epoch still running, one record left
-    assert r.shredded == [] and ks.epoch_private_key(ks.master_from(), epoch)
+    assert r.shredded == []
+    assert crypto.open(late, epoch_key(ks, trustees[:2], epoch))[0].startswith(b"\xff\xd8\xff")
     r = sweep(eng, ks, T0 + timedelta(hours=20))  # epoch over, but `late` remains
     assert r.shredded == []
     r = sweep(eng, ks, T0 + timedelta(hours=40))
     assert r.erased == [late.header.record_id] and epoch in r.shredded
-    with pytest.raises(KeyStoreError, match="destroyed"):
-        ks.epoch_private_key(ks.master_from(), epoch)
+    with pytest.raises(KeyStoreError, match="destroyed"):  # not even all n trustees together
+        epoch_key(ks, trustees, epoch)
     with factory() as s:
         assert s.get(KeyEpoch, epoch).destroyed_at is not None
     assert sweep(eng, ks, T0 + timedelta(hours=41)).shredded == []  # once only
 
 
 def test_batches(world):
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     for i in range(25):
         add(T0 + timedelta(seconds=i), timedelta(hours=1))
     r = sweep(eng, ks, T0 + timedelta(hours=2), batch=10)
@@ -102,7 +143,7 @@ def test_batches(world):
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a file-level check
 def test_no_bytes_of_an_erased_record_remain_in_the_sqlite_file(tmp_path, world):
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     gone = [add(T0, timedelta(hours=1), b"\xff\xd8\xff" + bytes([i]) * 3000) for i in range(5)]
     kept = add(T0, timedelta(hours=99))
     sweep(eng, ks, T0 + timedelta(hours=2))
@@ -116,7 +157,7 @@ def test_no_bytes_of_an_erased_record_remain_in_the_sqlite_file(tmp_path, world)
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # its advisory lock
 def test_two_sweepers_do_not_both_act(world):
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     add(T0, timedelta(hours=1))
     with eng.connect() as other:  # another sweeper holds the lock
         other.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": 0x6B667377})
@@ -150,7 +191,7 @@ def test_sweep_once_command(tmp_path):
 def test_a_record_being_released_is_not_erased_under_it(world):
     """An opening holds its records' rows locked while it releases them; a sweep running at
     that moment skips them (and erases them at the next run, once expired and unheld)."""
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     busy = add(T0, timedelta(hours=1))
     idle = add(T0, timedelta(hours=1))
     with factory.begin() as opening:
@@ -161,7 +202,7 @@ def test_a_record_being_released_is_not_erased_under_it(world):
         ).scalar()
         r = sweep(eng, ks, T0 + timedelta(hours=2))
         assert r.erased == [idle.header.record_id]
-        assert opening.get(SealedRecordRow, busy.header.record_id) is not None
+        assert opening.get(SealedRecordRow, ("cam", busy.header.record_id)) is not None
     assert sweep(eng, ks, T0 + timedelta(hours=2)).erased == [busy.header.record_id]
 
 
@@ -172,13 +213,13 @@ def test_daemon_catches_up_at_start_and_keeps_sweeping(world, db_url, tmp_path):
     import subprocess
     import sys
 
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     now = datetime.now(UTC)
-    ks.add_epochs(ks.master_from(), now, 1)
+    ks.issue_epochs(ks.authority_signer(PASSPHRASE), "cam", now, 1)
     with factory.begin() as s:
         store.register_epochs(s, ks.certificates())
-    (tmp_path / "ring2.json").write_text(json.dumps(ks.camera_keyring()))
-    key = CameraKeyring.load(tmp_path / "ring2.json").key_for(now)
+    (tmp_path / "ring2.json").write_text(json.dumps(ks.camera_keyring("cam")))
+    key = CameraKeyring.load(tmp_path / "ring2.json").key_for(now, "cam")
     h = crypto.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, now, now, now)
     store.put(factory, [(key.seal(b"x", {}, h), 1, 1.0)], now, now - timedelta(seconds=1))
     pol = tmp_path / "p.toml"
@@ -201,11 +242,11 @@ def test_daemon_catches_up_at_start_and_keeps_sweeping(world, db_url, tmp_path):
 def test_retention_report(world):
     from vault.retention import report
 
-    ks, eng, factory, add = world
+    ks, eng, factory, add, _ = world
     a = add(T0, timedelta(hours=1))
     b = add(T0, timedelta(hours=1))
     with factory.begin() as s:
-        s.get(SealedRecordRow, b.header.record_id).legal_hold = True
+        s.get(SealedRecordRow, ("cam", b.header.record_id)).legal_hold = True
     sweep(eng, ks, T0 + timedelta(days=2))
     r = report(factory, T0 + timedelta(days=2))
     assert r["erased_records"] == 1 and r["erasures"][0]["records"] == [a.header.record_id]
@@ -219,15 +260,19 @@ def test_retention_report(world):
 def test_backup_from_before_a_sweep_cannot_open_the_shredded_epoch(world, tmp_path):
     import shutil
 
-    ks, eng, factory, add = world
+    ks, eng, factory, add, trustees = world
     sealed = [add(T0 + timedelta(minutes=i), timedelta(hours=1)) for i in range(3)]
+    epoch = sealed[0].header.epoch_id
+    key = epoch_key_raw(ks, trustees[:2], epoch)  # what two trustees could rebuild before
     eng.dispose()
     shutil.copy(tmp_path / "vault.db", tmp_path / "backup.db")
     r = sweep(eng, ks, T0 + timedelta(days=2))
-    assert sealed[0].header.epoch_id in r.shredded
+    assert epoch in r.shredded
     backup = session_factory(make_engine(f"sqlite:///{tmp_path / 'backup.db'}"))
-    master = ks.master_from()
     for s in sealed:
-        old = store.get(backup, s.header.record_id)  # still in the backup...
-        with pytest.raises(KeyStoreError, match="destroyed"):  # ...and unopenable
-            crypto.open(old, ks.epoch_private_key(master, old.header.epoch_id))
+        old = store.get(backup, s.header.record_id, "cam")  # still in the backup...
+        assert old.ciphertext == s.ciphertext  # intact: the key from before would open it
+        assert crypto.open(old, load_private(ks.info()["suite"], key))[0][:3] == b"\xff\xd8\xff"
+        with pytest.raises(KeyStoreError, match="destroyed"):  # ...and unopenable, even to
+            crypto.open(old, epoch_key(ks, trustees, old.header.epoch_id))  # all n trustees
+    assert key[:16] not in (tmp_path / "backup.db").read_bytes()  # nor was the key in it

@@ -1,7 +1,9 @@
-"""Sealing, keys and shares: real face crops round-trip; every tamper case is refused."""
+"""Sealing, keys and shares: real face crops round-trip; every tamper case is refused; an
+epoch key exists only as k-of-n shares sealed to the trustees, and a shred ends it."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import json
@@ -9,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.conftest import PASSPHRASE, make_authority
 from vault import crypto
 from vault.keys import (
     CameraKeyring,
@@ -16,20 +19,63 @@ from vault.keys import (
     KeyRefused,
     KeyStore,
     KeyStoreError,
-    combine_master,
+    combine_secret,
+    generate_keypair,
+    load_private,
+    open_with_passphrase,
+    public_of,
+    share_aad,
+    share_digest,
+    split_secret,
+    unseal_share,
 )
 
 NOW = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)
 
 
+def trustee_shares(ks: KeyStore, trustees, epoch_id: str) -> list[tuple[int, bytes]]:
+    """Each trustee unseals their own share of one (camera, epoch) key, as on their machine.
+    KeyStoreError once the epoch is shredded."""
+    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
+    sealed = ks.shares(epoch_id)["sealed_shares"]
+    return [
+        (
+            t.index,
+            unseal_share(
+                t.unlock(PASSPHRASE),
+                suite,
+                base64.b64decode(sealed[str(t.index)]),
+                share_aad(ks.fingerprint, cert, t.index),
+            ),
+        )
+        for t in trustees
+    ]
+
+
+def epoch_key_raw(ks: KeyStore, trustees, epoch_id: str) -> bytes:
+    """The epoch's private key rebuilt from these trustees' shares, checked against its
+    certificate (the way the vault rebuilds it at a release)."""
+    raw = combine_secret(trustee_shares(ks, trustees, epoch_id))
+    assert public_of(ks.info()["suite"], raw) == base64.b64decode(
+        ks.certificate(epoch_id).public_key
+    )
+    return raw
+
+
+def epoch_key(ks: KeyStore, trustees, epoch_id: str):
+    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
+
+
 @pytest.fixture(params=["x25519", "mlkem768-x25519"])
 def authority(request, tmp_path):
-    ks = KeyStore(tmp_path / "keys")
-    shares = ks.init(NOW, suite=request.param, epochs_ahead=2, k=2, n=3)
+    """2 of 3 trustees; two epochs each of cam-A and cam-B; cam-A's keyring on disk."""
+    ks, keys = make_authority(
+        tmp_path / "keys", NOW, cameras=("cam-A", "cam-B"), epochs=2, k=2, suite=request.param
+    )
     cam = tmp_path / "camera" / "keyring.json"
     cam.parent.mkdir()
-    cam.write_text(json.dumps(ks.camera_keyring()))
-    return ks, shares, CameraKeyring.load(cam), cam
+    cam.write_text(json.dumps(ks.camera_keyring("cam-A")))
+    return ks, list(keys.values()), CameraKeyring.load(cam), cam
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +83,14 @@ def crops(celeba_dir):
     return [(celeba_dir / f"{i:06d}.jpg").read_bytes() for i in range(1, 6)]
 
 
-def header(epoch_id, rid="rec-1", t=NOW):
-    return crypto.RecordHeader(rid, "cam-A", epoch_id, t - timedelta(seconds=3), t, t)
+def header(epoch_id, rid="rec-1", t=NOW, camera="cam-A"):
+    return crypto.RecordHeader(rid, camera, epoch_id, t - timedelta(seconds=3), t, t)
 
 
 def test_real_crops_round_trip(authority, crops):
-    ks, shares, ring, _ = authority
-    key = ring.key_for(NOW)
-    master = ks.master_from(shares[:2])
-    priv = ks.epoch_private_key(master, key.cert.epoch_id)
+    ks, trustees, ring, _ = authority
+    key = ring.key_for(NOW, "cam-A")
+    priv = epoch_key(ks, trustees[:2], key.cert.epoch_id)
     for i, jpeg in enumerate(crops):
         meta = {"track": i, "quality": 1234.5, "box": [1, 2, 3, 4]}
         sealed = key.seal(jpeg, meta, header(key.cert.epoch_id, f"rec-{i}"))
@@ -54,10 +99,9 @@ def test_real_crops_round_trip(authority, crops):
 
 
 def test_every_tamper_case_is_an_integrity_error(authority, crops):
-    ks, shares, ring, _ = authority
-    key = ring.key_for(NOW)
-    master = ks.master_from(shares[:2])
-    priv = ks.epoch_private_key(master, key.cert.epoch_id)
+    ks, trustees, ring, _ = authority
+    key = ring.key_for(NOW, "cam-A")
+    priv = epoch_key(ks, trustees[1:], key.cert.epoch_id)
     a = key.seal(crops[0], {}, header(key.cert.epoch_id, "rec-a"))
     b = key.seal(crops[1], {}, header(key.cert.epoch_id, "rec-b"))
 
@@ -84,86 +128,199 @@ def test_every_tamper_case_is_an_integrity_error(authority, crops):
         with pytest.raises(crypto.IntegrityError):
             crypto.open(bad, priv)
             pytest.fail(name)
-    other_epoch = ring.key_for(NOW + timedelta(days=1)).cert.epoch_id
+    # the key of the camera's next epoch, and another camera's key of the same moment
+    other_epoch = ring.key_for(NOW + timedelta(days=1), "cam-A").cert.epoch_id
     with pytest.raises(crypto.IntegrityError):
-        crypto.open(a, ks.epoch_private_key(master, other_epoch))
+        crypto.open(a, epoch_key(ks, trustees[:2], other_epoch))
+    cam_b = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-B"), "cam-B")
+    other_camera = cam_b.key_for(NOW, "cam-B").cert.epoch_id
+    assert other_camera != key.cert.epoch_id
+    with pytest.raises(crypto.IntegrityError):
+        crypto.open(a, epoch_key(ks, trustees[:2], other_camera))
     assert crypto.open(a, priv)[0] == crops[0]  # the untouched record still opens
 
 
 def test_camera_refuses_unsigned_forged_or_expired_keys(authority, tmp_path):
-    ks, shares, ring, cam = authority
+    ks, _, ring, cam = authority
     # a key for a moment no epoch covers: the camera is out of keys
     with pytest.raises(KeyRefused, match="out of keys"):
-        ring.key_for(NOW + timedelta(days=30))
+        ring.key_for(NOW + timedelta(days=30), "cam-A")
     # a certificate whose public key was swapped (an attacker's key) fails the signature
     d = json.loads(cam.read_text())
     other = KeyStore(tmp_path / "attacker")
-    other.init(NOW, suite=ks.info()["suite"], epochs_ahead=1, dev=True)
-    d["epochs"][0]["public_key"] = other.camera_keyring()["epochs"][0]["public_key"]
+    other.init(NOW, [("Mallory", PASSPHRASE)], 1, PASSPHRASE, suite=ks.info()["suite"], dev=True)
+    other.issue_epochs(other.authority_signer(PASSPHRASE), "cam-A", NOW, 1)
+    d["epochs"][0]["public_key"] = other.camera_keyring("cam-A")["epochs"][0]["public_key"]
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(d))
     with pytest.raises(KeyRefused, match="not signed"):
-        CameraKeyring.load(forged).key_for(NOW)
+        CameraKeyring.load(forged).key_for(NOW, "cam-A")
     # unsigned
     d["epochs"][0]["signature"] = ""
     forged.write_text(json.dumps(d))
     with pytest.raises(KeyRefused):
-        CameraKeyring.load(forged).key_for(NOW)
+        CameraKeyring.load(forged).key_for(NOW, "cam-A")
+    # a whole certificate of another authority, validly signed by it
+    d = json.loads(cam.read_text())
+    d["epochs"] = other.camera_keyring("cam-A")["epochs"]
+    forged.write_text(json.dumps(d))
+    with pytest.raises(KeyRefused, match="not signed"):
+        CameraKeyring.load(forged).key_for(NOW, "cam-A")
+    # cam-A's certificate relabelled as cam-B's: the camera id is under the signature
+    d = json.loads(cam.read_text())
+    d["camera_id"] = "cam-B"
+    for e in d["epochs"]:
+        e["camera_id"] = "cam-B"
+    forged.write_text(json.dumps(d))
+    with pytest.raises(KeyRefused, match="not signed"):
+        CameraKeyring.load(forged).key_for(NOW, "cam-B")
+    # a camera never uses another camera's key: not from its keyring, not to seal its records
+    with pytest.raises(KeyRefused, match="out of keys"):
+        ring.key_for(NOW, "cam-B")
+    cam_b = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-B"), "cam-B")
+    b_key = cam_b.key_for(NOW, "cam-B")
+    with pytest.raises(KeyRefused, match="belongs to camera cam-B"):
+        b_key.seal(b"x", {}, header(b_key.cert.epoch_id, camera="cam-A"))
     # sealing a record whose capture time lies outside the key's epoch is refused
-    key = ring.key_for(NOW)
+    key = ring.key_for(NOW, "cam-A")
     late = header(key.cert.epoch_id, t=NOW + timedelta(days=1))
     with pytest.raises(KeyRefused, match="not valid"):
         key.seal(b"x", {}, late)
+    # a record of another epoch is refused by this epoch's key
+    with pytest.raises(KeyRefused, match="is for epoch"):
+        key.seal(b"x", {}, header("cam-A@20261125T0000Z"))
 
 
 def test_camera_configuration_holds_nothing_that_opens(authority):
-    ks, shares, ring, cam = authority
+    ks, trustees, ring, cam = authority
     text = cam.read_text()
-    master = ks.master_from(shares[:2])
-    secrets = [master, *(p.read_bytes() for p in ks.epochs_dir.glob("*.key.enc"))]
-    from vault.keys import _b64
-
-    for c in ks.certificates():
-        priv = ks.epoch_private_key(master, c.epoch_id)
-        raw = priv.private_bytes_raw() if hasattr(priv, "private_bytes_raw") else None
-        if raw:
-            secrets.append(raw)
+    secrets = [
+        (ks.root / "release.key").read_bytes(),
+        ks.authority_signer(PASSPHRASE).private_bytes_raw(),
+        *(open_with_passphrase(t.sealed_private, PASSPHRASE, t.purpose()) for t in trustees),
+    ]
+    for c in ks.certificates():  # every camera's epochs, not only this camera's
+        shares = trustee_shares(ks, trustees, c.epoch_id)
+        raw = combine_secret(shares[:2])
+        assert public_of(c.suite, raw) == base64.b64decode(c.public_key)
+        secrets += [raw, *(share for _, share in shares)]
     for s in secrets:
-        assert s.hex() not in text and _b64(s) not in text
-    assert set(json.loads(text)) == {"format", "authority_public_key", "epochs"}
+        assert s.hex() not in text and base64.b64encode(s).decode() not in text
+    ring_doc = json.loads(text)
+    assert set(ring_doc) == {
+        "format",
+        "camera_id",
+        "authority_public_key",
+        "authority_fingerprint",
+        "epochs",
+    }
     assert all(
-        set(e) == {f.name for f in dataclasses.fields(EpochCertificate)}
-        for e in json.loads(text)["epochs"]
+        set(e) == {f.name for f in dataclasses.fields(EpochCertificate)} for e in ring_doc["epochs"]
     )
+    # only this camera's own certificates
+    assert ring_doc["camera_id"] == "cam-A" and len(ring_doc["epochs"]) == 2
+    assert {e["camera_id"] for e in ring_doc["epochs"]} == {"cam-A"}
+    assert {c.epoch_id for c in ring.certs} == {c.epoch_id for c in ks.certificates("cam-A")}
 
 
-def test_shamir_k_of_n(tmp_path):
-    ks = KeyStore(tmp_path / "k")
-    shares = ks.init(NOW, epochs_ahead=1, k=3, n=5)
-    assert len(shares) == 5
-    masters = {ks.master_from(list(c)) for c in itertools.combinations(shares, 3)}
-    assert len(masters) == 1  # any 3 of 5 give the same key, which the store accepts
-    for c in itertools.combinations(shares, 2):
-        with pytest.raises(KeyStoreError, match="needed"):
-            ks.master_from(list(c))
-        # and combining too few shares directly gives some other key
-        assert combine_master(list(c)) not in masters
-    wrong = shares[0][:-4] + ("0000" if not shares[0].endswith("0000") else "1111")
-    with pytest.raises(KeyStoreError, match="wrong master key"):
-        ks.master_from([wrong, shares[1], shares[2]])
+@pytest.mark.parametrize("suite", ["x25519", "mlkem768-x25519"])
+def test_split_secret_any_k_of_n_rebuild_fewer_do_not(suite):
+    priv, pub = generate_keypair(suite)
+    assert len(priv) == {"x25519": 32, "mlkem768-x25519": 96}[suite]
+    shares = split_secret(priv, 3, 5)
+    assert [i for i, _ in shares] == [1, 2, 3, 4, 5]
+    assert all(len(s) == len(priv) and s != priv for _, s in shares)
+    for m in (3, 4, 5):  # any 3, 4 or all 5 of the 5 shares, in any order
+        for c in itertools.combinations(shares, m):
+            for subset in (list(c), list(reversed(c))):
+                got = combine_secret(subset)
+                assert got == priv and public_of(suite, got) == pub
+    for m in (1, 2):  # too few shares give some other key, never this one
+        for c in itertools.combinations(shares, m):
+            got = combine_secret(list(c))
+            assert got != priv and public_of(suite, got) != pub
+    # one altered share rebuilds a wrong key, caught by its public key (a byte in the
+    # middle: X25519 ignores the few clamped bits of a private key)
+    (i, s), rest = shares[0], shares[1:3]
+    bad = combine_secret([(i, s[:8] + bytes([s[8] ^ 0x55]) + s[9:]), *rest])
+    assert bad != priv and public_of(suite, bad) != pub
+    # shares of two different splits of the same key do not mix
+    again = split_secret(priv, 3, 5)
+    assert combine_secret([shares[0], shares[1], again[2]]) != priv
     with pytest.raises(KeyStoreError, match="twice"):
-        ks.master_from([shares[0], shares[0], shares[1]])
-    with pytest.raises(KeyStoreError, match="production mode"):
-        ks.master_from(None)
+        combine_secret([shares[0], shares[0], shares[1]])
+    with pytest.raises(KeyStoreError, match="malformed"):
+        combine_secret([shares[0], (shares[1][0], shares[1][1][:-16]), shares[2]])
+    for bad in [(priv, 0, 5), (priv, 6, 5), (priv[:-1], 2, 3), (b"", 1, 1)]:
+        with pytest.raises(ValueError):
+            split_secret(*bad)
+
+
+def test_trustee_shares_k_of_n(tmp_path):
+    """At the key store: 3 of 5 trustees rebuild an epoch's key from the shares sealed to
+    them, any 3; 2 do not. A share opens only with its trustee's key, for its epoch."""
+    ks = KeyStore(tmp_path / "k")
+    names = [f"T{i}" for i in range(1, 6)]
+    trustees = ks.init(NOW, [(n, f"pass {n}") for n in names], 3, PASSPHRASE)
+    assert [t.index for t in trustees] == [1, 2, 3, 4, 5]
+    assert len(ks.info()["trustees"]) == 5 and ks.info()["threshold"] == 3
+    certs = ks.issue_epochs(ks.authority_signer(PASSPHRASE), "cam-A", NOW, 2)
+    cert, other = certs
+    doc = ks.shares(cert.epoch_id)
+    assert set(doc["sealed_shares"]) == set(doc["share_digests"]) == {"1", "2", "3", "4", "5"}
+    privs = [t.unlock(f"pass {t.name}") for t in trustees]
+    shares = []
+    for t, p in zip(trustees, privs, strict=True):
+        sealed = base64.b64decode(doc["sealed_shares"][str(t.index)])
+        share = unseal_share(p, "x25519", sealed, share_aad(ks.fingerprint, cert, t.index))
+        assert share_digest(cert, t.index, share) == doc["share_digests"][str(t.index)]
+        shares.append((t.index, share))
+        # not with another trustee's key, not as another trustee's or another epoch's share
+        wrong_key = privs[t.index % 5]
+        with pytest.raises(KeyStoreError, match="not yours"):
+            unseal_share(wrong_key, "x25519", sealed, share_aad(ks.fingerprint, cert, t.index))
+        with pytest.raises(KeyStoreError, match="not yours"):
+            unseal_share(p, "x25519", sealed, share_aad(ks.fingerprint, cert, t.index % 5 + 1))
+        with pytest.raises(KeyStoreError, match="not yours"):
+            unseal_share(p, "x25519", sealed, share_aad(ks.fingerprint, other, t.index))
+    want = base64.b64decode(cert.public_key)
+    keys = {combine_secret(list(c)) for c in itertools.combinations(shares, 3)}
+    assert len(keys) == 1 and public_of("x25519", keys.pop()) == want
+    for c in itertools.combinations(shares, 2):
+        assert public_of("x25519", combine_secret(list(c))) != want
+    # a share of the epoch's neighbour does not stand in for one of its own
+    theirs = ks.shares(other.epoch_id)["sealed_shares"]["3"]
+    neighbour = unseal_share(
+        privs[2], "x25519", base64.b64decode(theirs), share_aad(ks.fingerprint, other, 3)
+    )
+    assert public_of("x25519", combine_secret([shares[0], shares[1], (3, neighbour)])) != want
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        trustees[0].unlock(PASSPHRASE)
 
 
 def test_shredding_makes_the_epoch_unopenable(authority, crops):
-    ks, shares, ring, _ = authority
-    key = ring.key_for(NOW)
-    sealed = key.seal(crops[0], {}, header(key.cert.epoch_id))
-    master = ks.master_from(shares[:2])
-    assert ks.shred(key.cert.epoch_id)
+    ks, trustees, ring, _ = authority
+    key = ring.key_for(NOW, "cam-A")
+    epoch = key.cert.epoch_id
+    sealed = key.seal(crops[0], {}, header(epoch))
+    assert crypto.open(sealed, epoch_key(ks, trustees[:2], epoch))[0] == crops[0]
+    shares_file = ks.epochs_dir / "cam-A" / f"{epoch.rpartition('@')[2]}.shares.json"
+    old = json.loads(shares_file.read_bytes())["sealed_shares"]
+    assert ks.shred(epoch)
+    assert not shares_file.exists()
     with pytest.raises(KeyStoreError, match="destroyed"):
-        ks.epoch_private_key(master, key.cert.epoch_id)
-    assert not ks.shred(key.cert.epoch_id)
+        ks.shares(epoch)
+    with pytest.raises(KeyStoreError, match="destroyed"):  # not even all n trustees together
+        epoch_key(ks, trustees, epoch)
+    # no copy of the sealed shares is left anywhere in the key store
+    everything = b"".join(p.read_bytes() for p in ks.root.rglob("*") if p.is_file())
+    assert not any(blob.encode() in everything for blob in old.values())
+    assert not ks.shred(epoch)
+    assert ks.certificate(epoch).epoch_id == epoch  # the public half stays
     assert sealed.ciphertext  # the ciphertext itself is untouched but now unreadable
+    # the camera's other epochs and the other camera's keys are untouched
+    nxt = ring.key_for(NOW + timedelta(days=1), "cam-A")
+    later = nxt.seal(crops[1], {}, header(nxt.cert.epoch_id, t=NOW + timedelta(days=1)))
+    assert crypto.open(later, epoch_key(ks, trustees[1:], nxt.cert.epoch_id))[0] == crops[1]
+    for c in ks.certificates("cam-B"):
+        assert epoch_key(ks, trustees[:2], c.epoch_id)

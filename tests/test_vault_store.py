@@ -1,8 +1,10 @@
 """The SQL index on SQLite and PostgreSQL: migrations up and down, one-transaction put and
-delete, listing by camera and time, and no plaintext at rest."""
+delete, listing by camera and time, record ids unique per camera, and no plaintext nor any
+epoch key at rest."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,20 +12,63 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import PASSPHRASE, make_authority
 from vault import crypto, store
 from vault.db import downgrade, make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyStore
+from vault.keys import (
+    CameraKeyring,
+    KeyStore,
+    KeyStoreError,
+    combine_secret,
+    load_private,
+    open_with_passphrase,
+    public_of,
+    share_aad,
+    unseal_share,
+)
 
 NOW = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)
 
 
+def trustee_shares(ks: KeyStore, trustees, epoch_id: str) -> list[tuple[int, bytes]]:
+    """Each trustee unseals their own share of one (camera, epoch) key, as on their machine.
+    KeyStoreError once the epoch is shredded."""
+    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
+    sealed = ks.shares(epoch_id)["sealed_shares"]
+    return [
+        (
+            t.index,
+            unseal_share(
+                t.unlock(PASSPHRASE),
+                suite,
+                base64.b64decode(sealed[str(t.index)]),
+                share_aad(ks.fingerprint, cert, t.index),
+            ),
+        )
+        for t in trustees
+    ]
+
+
+def epoch_key_raw(ks: KeyStore, trustees, epoch_id: str) -> bytes:
+    """The epoch's private key rebuilt from these trustees' shares (as the vault does at a
+    release), checked against its certificate."""
+    raw = combine_secret(trustee_shares(ks, trustees, epoch_id))
+    cert = ks.certificate(epoch_id)
+    assert public_of(cert.suite, raw) == base64.b64decode(cert.public_key)
+    return raw
+
+
+def epoch_key(ks: KeyStore, trustees, epoch_id: str):
+    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
+
+
 @pytest.fixture
 def authority(tmp_path):
-    ks = KeyStore(tmp_path / "keys")
-    ks.init(NOW, epochs_ahead=2, dev=True)
+    """A production authority, 2 of 3 trustees, epochs of cam-A and cam-B; cam-A's keyring."""
+    ks, keys = make_authority(tmp_path / "keys", NOW, cameras=("cam-A", "cam-B"), epochs=2)
     cam = tmp_path / "keyring.json"
-    cam.write_text(json.dumps(ks.camera_keyring()))
-    return ks, CameraKeyring.load(cam)
+    cam.write_text(json.dumps(ks.camera_keyring("cam-A")))
+    return ks, list(keys.values()), CameraKeyring.load(cam)
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +76,13 @@ def jpegs(celeba_dir):
     return [(celeba_dir / f"{i:06d}.jpg").read_bytes() for i in range(11, 31)]
 
 
-def seal_all(ring, jpegs, camera="cam-A"):
+def seal_all(ring, jpegs, camera="cam-A", ids=None):
     out = []
     for i, jpeg in enumerate(jpegs):
         t = NOW + timedelta(minutes=i)
-        key = ring.key_for(t)
-        h = crypto.RecordHeader(
-            str(uuid.uuid4()), camera, key.cert.epoch_id, t - timedelta(seconds=2), t, t
-        )
+        key = ring.key_for(t, camera)
+        rid = ids[i] if ids else str(uuid.uuid4())
+        h = crypto.RecordHeader(rid, camera, key.cert.epoch_id, t - timedelta(seconds=2), t, t)
         out.append((key.seal(jpeg, {"track": i}, h), i, float(i)))
     return out
 
@@ -57,24 +101,44 @@ def test_migrations_create_and_drop_every_table(db_url):
 
 
 def test_store_round_trip_list_and_delete(db_url, authority, jpegs):
-    ks, ring = authority
+    ks, trustees, ring = authority
     eng = make_engine(db_url)
     factory = session_factory(eng)
     with factory.begin() as s:
         store.register_epochs(s, ks.certificates())
     items = seal_all(ring, jpegs)
     assert store.put(factory, items, NOW, NOW + timedelta(hours=72)) == len(jpegs)
-    master = ks.master_from()
-    for sealed, _, _ in items[:5]:
-        got = store.get(factory, sealed.header.record_id)
-        priv = ks.epoch_private_key(master, got.header.epoch_id)
-        assert crypto.open(got, priv)[0] == jpegs[items.index((sealed, _, _))]
+    assert store.put(factory, items[:3], NOW, NOW + timedelta(hours=72)) == 0  # a retry
+    keys = {}
+    for n, (sealed, _, _) in enumerate(items[:5]):
+        got = store.get(factory, sealed.header.record_id, "cam-A")
+        assert got == sealed
+        epoch = got.header.epoch_id
+        keys.setdefault(epoch, epoch_key(ks, trustees[:2], epoch))
+        assert crypto.open(got, keys[epoch])[0] == jpegs[n]
+    # record ids are unique per camera: cam-B may use an id cam-A has used, and each camera's
+    # record opens only with that camera's own epoch key
+    ring_b = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-B"), "cam-B")
+    twin = items[0][0].header.record_id
+    b_items = seal_all(ring_b, jpegs[5:6], camera="cam-B", ids=[twin])
+    assert store.put(factory, b_items, NOW, NOW + timedelta(hours=72)) == 1
+    a_rec, b_rec = store.get(factory, twin, "cam-A"), store.get(factory, twin, "cam-B")
+    assert a_rec.ciphertext == items[0][0].ciphertext
+    assert b_rec.ciphertext == b_items[0][0].ciphertext
+    b_key = epoch_key(ks, trustees[1:], b_rec.header.epoch_id)
+    assert crypto.open(b_rec, b_key)[0] == jpegs[5]
+    with pytest.raises(crypto.IntegrityError):
+        crypto.open(a_rec, b_key)
+    assert store.delete(factory, [twin], "cam-B") == 1
+    assert store.get(factory, twin, "cam-A").ciphertext == items[0][0].ciphertext
+    with pytest.raises(store.StoreError):
+        store.get(factory, twin, "cam-B")
     ids = store.list_ids(factory, "cam-A", NOW + timedelta(minutes=5), NOW + timedelta(minutes=10))
     assert ids == [it[0].header.record_id for it in items[5:10]]
     assert store.list_ids(factory, "cam-B", NOW, NOW + timedelta(days=1)) == []
-    assert store.delete(factory, ids) == 5
+    assert store.delete(factory, ids, "cam-A") == 5
     with pytest.raises(store.StoreError):
-        store.get(factory, ids[0])
+        store.get(factory, ids[0], "cam-A")
     # A batch with one bad row (unknown epoch) stores nothing at all.
     bad = seal_all(ring, jpegs[:3])
     h = bad[2][0].header
@@ -94,7 +158,7 @@ def test_store_round_trip_list_and_delete(db_url, authority, jpegs):
 
 
 def test_no_plaintext_at_rest(db_url, authority, jpegs, tmp_path):
-    ks, ring = authority
+    ks, _, ring = authority
     eng = make_engine(db_url)
     factory = session_factory(eng)
     with factory.begin() as s:
@@ -121,12 +185,103 @@ def test_no_plaintext_at_rest(db_url, authority, jpegs, tmp_path):
     eng.dispose()
 
 
+def _db_bytes(eng, files=()) -> bytes:
+    """Every value of every row of every table, read back as bytes, and the given files."""
+    parts = []
+    with eng.connect() as c:
+        for table in sa.inspect(eng).get_table_names():
+            for row in c.execute(sa.text(f'SELECT * FROM "{table}"')):
+                parts += [
+                    bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode() for v in row
+                ]
+    return b"\x00".join(parts + [p.read_bytes() for p in files])
+
+
+def _assert_absent(secret: bytes, everything: bytes) -> None:
+    """Not raw (not even a 16-byte piece of it: shares are made block by block), not in hex,
+    not in base64."""
+    for i in range(0, len(secret), 16):
+        assert secret[i : i + 16] not in everything
+    assert secret.hex().encode() not in everything
+    assert base64.b64encode(secret) not in everything
+
+
+@pytest.mark.parametrize("suite", ["x25519", "mlkem768-x25519"])
+def test_no_epoch_private_key_at_rest(db_url, suite, jpegs, tmp_path):
+    """After the ceremony and issuing, with records of two cameras stored: no file of the key
+    store, no row of the database (nor the SQLite file) holds any epoch's private key, any
+    share of it in the clear, or a trustee's private key. The private keys to look for are
+    rebuilt from the trustees' shares."""
+    ks, keys = make_authority(
+        tmp_path / "keys", NOW, cameras=("cam-A", "cam-B"), epochs=2, suite=suite
+    )
+    trustees = list(keys.values())
+    eng = make_engine(db_url)
+    factory = session_factory(eng)
+    with factory.begin() as s:
+        store.register_epochs(s, ks.certificates())
+    for cam in ("cam-A", "cam-B"):
+        ring = CameraKeyring(ks.authority_public_raw(), ks.certificates(cam), cam)
+        store.put(factory, seal_all(ring, jpegs[:4], camera=cam), NOW, NOW + timedelta(hours=72))
+    db_files = list(tmp_path.glob("vault.db*"))  # SQLite: the file and its WAL
+    assert bool(db_files) == (eng.dialect.name == "sqlite")
+    everything = _db_bytes(eng, db_files) + b"".join(
+        p.read_bytes() for p in ks.root.rglob("*") if p.is_file()
+    )
+    secrets = [open_with_passphrase(t.sealed_private, PASSPHRASE, t.purpose()) for t in trustees]
+    certs = ks.certificates()
+    assert len(certs) == 4
+    for c in certs:
+        shares = trustee_shares(ks, trustees, c.epoch_id)
+        raw = combine_secret(shares[1:])
+        assert public_of(suite, raw) == base64.b64decode(c.public_key)
+        assert len(raw) == {"x25519": 32, "mlkem768-x25519": 96}[suite]
+        secrets += [raw, *(share for _, share in shares)]
+        # the scan does see what is there: each epoch's public key, in the DB and the store
+        assert base64.b64decode(c.public_key)[:16] in everything
+    for secret in secrets:
+        _assert_absent(secret, everything)
+    eng.dispose()
+
+
+def test_approvals_leave_no_epoch_key_or_share_at_rest(api, tmp_path):
+    """Through the API, on both engines: while a request holds k approvals (the trustees'
+    shares, sealed for the release) and after its release, no row holds an epoch key or a
+    share in the clear, nor the release key or the request's fetch secret."""
+    recs = [api.seal("cam-1", api.t0 + timedelta(minutes=10 + i), track=i)[0] for i in range(3)]
+    assert api.ingest("cam-1", recs).status_code == 200
+    w = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1))
+    assert w.status_code == 201, w.text
+    created = api.request(w.json()["id"], [r["record_id"] for r in recs])
+    assert created.status_code == 201, created.text
+    rid, secret = created.json()["request"]["id"], created.json()["fetch_secret"]
+    for t in ("Trustee A", "Trustee C"):
+        assert api.approve(t, rid).status_code == 200
+    ks, trustees = api.keystore, list(api.trustee_keys.values())
+    keys = [ks.release_key().private_bytes_raw(), base64.urlsafe_b64decode(secret)]
+    for c in ks.certificates():
+        shares = trustee_shares(ks, trustees, c.epoch_id)
+        keys += [combine_secret(shares[:2]), *(share for _, share in shares)]
+    db_files = list(tmp_path.glob("vault.db*"))
+    with api.ctx.engine.connect() as c:
+        held = c.execute(sa.text("SELECT sealed_share FROM approvals")).scalars().all()
+    assert len(held) == 2 and all(held)  # the approvals are there, their shares sealed
+    for secret_bytes in keys:
+        _assert_absent(secret_bytes, _db_bytes(api.ctx.engine, db_files))
+    out = api.release(rid, secret)
+    assert out.status_code == 200 and len(out.json()["released"]) == 3, out.text
+    everything = _db_bytes(api.ctx.engine, db_files)
+    for secret_bytes in keys:
+        _assert_absent(secret_bytes, everything)
+
+
 def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority, jpegs):
-    """Crypto-shredding: destroying the epoch key in the key store makes every ciphertext of
-    the epoch unreadable, including the copies inside an earlier database backup."""
+    """Crypto-shredding: destroying the epoch's sealed shares in the key store makes every
+    ciphertext of the epoch unreadable, including the copies inside an earlier database
+    backup, to all the trustees together."""
     import shutil
 
-    ks, ring = authority
+    ks, trustees, ring = authority
     url = f"sqlite:///{tmp_path / 'vault.db'}"
     upgrade(url)
     eng = make_engine(url)
@@ -139,17 +294,24 @@ def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority,
     shutil.copy(tmp_path / "vault.db", tmp_path / "backup.db")  # the backup
 
     epoch = items[0][0].header.epoch_id
-    master = ks.master_from()
+    assert {it[0].header.epoch_id for it in items} == {epoch}
+    shares = trustee_shares(ks, trustees, epoch)  # what the trustees could unseal before
+    sealed_shares = ks.shares(epoch)["sealed_shares"].values()
+    key = load_private(ks.info()["suite"], combine_secret(shares[:2]))
+    assert crypto.open(store.get(factory, items[0][0].header.record_id), key)[0] == jpegs[0]
     assert ks.shred(epoch)
     store.mark_epoch_destroyed(factory, epoch, NOW)
-    from vault.keys import KeyStoreError
 
     backup = session_factory(make_engine(f"sqlite:///{tmp_path / 'backup.db'}"))
     for sealed, _, _ in items:
-        old = store.get(backup, sealed.header.record_id)  # the ciphertext is still there...
+        old = store.get(backup, sealed.header.record_id, "cam-A")  # the ciphertext is there...
         assert old.ciphertext == sealed.ciphertext
-        with pytest.raises(KeyStoreError, match="destroyed"):  # ...but nothing opens it
-            ks.epoch_private_key(master, old.header.epoch_id)
-    # and the key material never was in the database file, backup or not
-    raw = (tmp_path / "backup.db").read_bytes()
-    assert not any(p.read_bytes()[12:40] in raw for p in ks.epochs_dir.glob("*.key.enc"))
+        with pytest.raises(KeyStoreError, match="destroyed"):  # ...but nothing opens it,
+            epoch_key(ks, trustees, old.header.epoch_id)  # not even all n trustees together
+    # and the key material never was in the database file, backup or not: neither the key,
+    # nor a share of it, nor a sealed share
+    raw = (tmp_path / "backup.db").read_bytes() + (tmp_path / "vault.db").read_bytes()
+    for secret in [combine_secret(shares[:2]), *(s for _, s in shares)]:
+        _assert_absent(secret, raw)
+    for blob in sealed_shares:
+        assert base64.b64decode(blob)[:32] not in raw and blob.encode() not in raw

@@ -10,6 +10,7 @@ deletion, so nothing is erased unrecorded. On SQLite, deleted pages are zeroed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -70,8 +71,15 @@ def _erase_batch(factory: sessionmaker[Session], now: datetime, batch: int) -> l
 
 
 def _shred_empty_epochs(
-    factory: sessionmaker[Session], keystore: KeyStore, now: datetime
+    factory: sessionmaker[Session],
+    keystore: KeyStore,
+    now: datetime,
+    keep_for: Callable[[str | None], timedelta] | None = None,
 ) -> list[str]:
+    """Destroy the key of every ended epoch with no record left. With `keep_for` (a camera's
+    retention), only once no record of it can still arrive: a camera's outbox may hold an
+    epoch's records for as long as they may be kept, and shredding earlier would make them
+    unopenable on arrival."""
     shredded = []
     with factory.begin() as s:
         remaining = select(func.count()).where(SealedRecordRow.epoch_id == KeyEpoch.id)
@@ -82,6 +90,8 @@ def _shred_empty_epochs(
                 remaining.scalar_subquery() == 0,
             )
         ).all()
+        if keep_for is not None:
+            epochs = [e for e in epochs if as_utc(e.not_after) + keep_for(e.camera_id) <= now]
         for e in epochs:
             keystore.shred(e.id)
             e.destroyed_at = now
@@ -98,6 +108,7 @@ def sweep(
     batch: int = 1000,
     after_warrant: timedelta | None = None,
     unfetched_after: timedelta | None = None,
+    keep_keys_for: Callable[[str | None], timedelta] | None = None,
 ) -> SweepResult:
     """One run. With `after_warrant` (the policy's hold grace), legal holds are first brought
     in line with the warrants: set on records in scope of a warrant whose hold stands,
@@ -121,7 +132,7 @@ def sweep(
                     result.expired_requests = expire_stale(s, now, unfetched_after)
             while ids := _erase_batch(factory, now, batch):
                 result.erased += ids
-            result.shredded = _shred_empty_epochs(factory, keystore, now)
+            result.shredded = _shred_empty_epochs(factory, keystore, now, keep_keys_for)
             with factory.begin() as s:
                 result.held_expired = s.scalar(
                     select(func.count()).where(

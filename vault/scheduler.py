@@ -25,6 +25,7 @@ def run_sweep(ctx: VaultContext) -> retention.SweepResult:
         ctx.policy.sweep.batch,
         after_warrant=ctx.policy.legal_hold.after_warrant,
         unfetched_after=ctx.policy.openings.unfetched_after,
+        keep_keys_for=ctx.policy.retention.for_camera,
     )
     log.info("retention sweep: %s", result.summary())
     return result

@@ -51,6 +51,7 @@ def sweep(
                 pol.sweep.batch,
                 after_warrant=pol.legal_hold.after_warrant,
                 unfetched_after=pol.openings.unfetched_after,
+                keep_keys_for=pol.retention.for_camera,
             )
         finally:
             engine.dispose()

@@ -54,9 +54,14 @@ def list_tokens(request: Request, caller: AdminCaller):
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def create_token(body: TokenIn, request: Request, caller: AdminCaller):
-    """A new token, shown once in the answer; only its hash is kept."""
+    """A new camera token, shown once in the answer; only its hash is kept. The admin makes
+    camera tokens only: judge, trustee, auditor and investigator tokens come from the
+    authority's side (`escrow tokens create` where the key store is), so an admin cannot make
+    themselves a judge or a trustee."""
     ctx = get_ctx(request)
     now = ctx.clock()
+    if body.role != "camera":
+        raise Refused(f"the admin makes camera tokens only, not {body.role} tokens", 403)
     with ctx.factory.begin() as s:
         tid, token = tokens.add(s, body.role, body.name, now)
         audit.append(s, caller.actor, "token.create", {"token": tid, "role": body.role}, now)
