@@ -13,10 +13,21 @@ import pytest
 
 from escrow.agent import CaptureAgent, CaptureConfig
 from escrow.detect import Detection
+from escrow.keyring import FreshKeyring
 from escrow.sources import Frame
+from tests.conftest import PASSPHRASE, make_authority
 from vault import crypto, store
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyRefused, KeyStore
+from vault.keys import (
+    CameraKeyring,
+    KeyRefused,
+    combine_secret,
+    load_private,
+    public_of,
+    share_aad,
+    unb64,
+    unseal_share,
+)
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -60,18 +71,49 @@ class QualityFromPixel:
         return np.array([c[0, 0, 0] + 256.0 * c[0, 0, 1] for c in crops])
 
 
+def epoch_key(ks, trustee_keys, epoch_id: str):
+    """An epoch's private key rebuilt from two trustees' shares, as a release does: no master
+    key exists to derive it from."""
+    cert, doc = ks.certificate(epoch_id), ks.shares(epoch_id)
+    shares = [
+        (
+            key.index,
+            unseal_share(
+                key.unlock(PASSPHRASE),
+                key.suite,
+                unb64(doc["sealed_shares"][str(key.index)]),
+                share_aad(ks.fingerprint, cert, key.index),
+            ),
+        )
+        for key in trustee_keys[:2]
+    ]
+    raw = combine_secret(shares)
+    assert public_of(cert.suite, raw) == unb64(cert.public_key)
+    return load_private(cert.suite, raw)
+
+
 @pytest.fixture
 def vault(tmp_path):
-    ks = KeyStore(tmp_path / "keys")
-    ks.init(T0, epochs_ahead=1, dev=True)
-    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring()))
+    ks, trustees = make_authority(tmp_path / "keys", T0, ("cam", "cam-2"), epochs=1)
+    (tmp_path / "ring.json").write_text(json.dumps(ks.camera_keyring("cam")))
     url = f"sqlite:///{tmp_path / 'v.db'}"
     upgrade(url)
-    return ks, CameraKeyring.load(tmp_path / "ring.json"), session_factory(make_engine(url))
+    ring = FreshKeyring(CameraKeyring.load(tmp_path / "ring.json"), "cam")
+    opener = lambda epoch_id: epoch_key(ks, list(trustees.values()), epoch_id)  # noqa: E731
+    return ks, ring, session_factory(make_engine(url)), opener
+
+
+def _count(factory) -> int:
+    from sqlalchemy import func, select
+
+    from vault.models import SealedRecordRow
+
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(SealedRecordRow))
 
 
 def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
-    ks, ring, factory = vault
+    ks, ring, factory, opener = vault
     rng = np.random.default_rng(0)
     qa = rng.integers(100, 5000, 40)
     qb = rng.integers(100, 5000, 25)
@@ -91,11 +133,11 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
     )
     summary = agent.run(src)
     assert (summary.tracks, summary.records, summary.dropped_short) == (3, 2, 1)
-    master = ks.master_from()
     got = {}
     for rid in summary.record_ids:
-        sealed = store.get(factory, rid)
-        crop, meta = crypto.open(sealed, ks.epoch_private_key(master, sealed.header.epoch_id))
+        sealed = store.get(factory, rid, "cam")
+        assert sealed.header.epoch_id == "cam@20261124T0000Z"  # the camera's own epoch key
+        crop, meta = crypto.open(sealed, opener(sealed.header.epoch_id))
         img = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
         got[meta["frames"]] = (meta, img)
     meta_a, _ = got[40]
@@ -106,7 +148,7 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
 
 
 def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
-    ks, ring, factory = vault
+    ks, ring, factory, _ = vault
     script = {i: [(100, 100, 50.0)] for i in range(5)}
     src = ScriptedSource(script, 5, t0=T0 + timedelta(days=3))  # beyond the camera's epoch
     agent = CaptureAgent(
@@ -114,16 +156,31 @@ def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
     )
     with pytest.raises(KeyRefused, match="out of keys"):
         agent.run(src)
-    with factory() as s:
-        from sqlalchemy import func, select
+    assert _count(factory) == 0
 
-        from vault.models import SealedRecordRow
 
-        assert s.scalar(select(func.count()).select_from(SealedRecordRow)) == 0
+def test_another_cameras_keys_are_never_used(vault):
+    """A keyring of camera cam-2 covers the moment, but not for camera `cam`: it stops."""
+    ks, _, factory, _ = vault
+    other = FreshKeyring(CameraKeyring.from_dict(ks.camera_keyring("cam-2")), "cam")
+    script = {i: [(100, 100, 50.0)] for i in range(5)}
+    src = ScriptedSource(script, 5)
+    agent = CaptureAgent(
+        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), other, factory
+    )
+    with pytest.raises(KeyRefused, match="out of keys"):
+        agent.run(src)
+    unfiltered = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-2"))
+    agent = CaptureAgent(
+        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), unfiltered, factory
+    )
+    with pytest.raises(KeyRefused, match="belongs to camera cam-2"):
+        agent.run(ScriptedSource(script, 5))
+    assert _count(factory) == 0
 
 
 def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
-    ks, ring, factory = vault
+    ks, ring, factory, opener = vault
     qs = [10.0, 20, 30, 40, 50, 60, 999, 70, 80, 90, 5, 5, 5]  # best at index 6
     script = {i: [(100 + 3 * i, 100, q)] for i, q in enumerate(qs)}
     src = ScriptedSource(script, len(qs))
@@ -131,10 +188,8 @@ def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
     agent = CaptureAgent(cfg, ScriptedDetector(src), QualityFromPixel(), ring, factory)
     summary = agent.run(src)
     assert summary.records == 1
-    sealed = store.get(factory, summary.record_ids[0])
-    crop, meta, clip = crypto.open_all(
-        sealed, ks.epoch_private_key(ks.master_from(), sealed.header.epoch_id)
-    )
+    sealed = store.get(factory, summary.record_ids[0], "cam")
+    crop, meta, clip = crypto.open_all(sealed, opener(sealed.header.epoch_id))
     assert meta["best_frame"] == 6 and meta["clip"] == {"frames": 7, "best_at": 3, "fps": 25.0}
     assert len(clip) == 7 and clip[3] == crop  # the best crop, in the middle of its clip
     assert len(set(clip)) == 7
@@ -142,7 +197,7 @@ def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
 
 
 def test_records_expire_after_the_cameras_retention(vault):
-    ks, ring, factory = vault
+    ks, ring, factory, _ = vault
     script = {i: [(100, 100, 50.0)] for i in range(5)}
     src = ScriptedSource(script, 5)
     now = T0 + timedelta(minutes=1)
@@ -154,5 +209,5 @@ def test_records_expire_after_the_cameras_retention(vault):
     from vault.models import SealedRecordRow
 
     with factory() as s:
-        row = s.get(SealedRecordRow, summary.record_ids[0])
+        row = s.get(SealedRecordRow, ("cam", summary.record_ids[0]))
         assert store.as_utc(row.expires) == now + timedelta(hours=24)

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 from sqlalchemy import func, select
 
+from escrow.outbox import to_wire
+from vault import crypto, store
 from vault.models import SealedRecordRow
 
 
@@ -29,7 +31,7 @@ def test_retry_returns_the_same_answer_and_stores_once(api):
     assert first.json() == again.json() == {"stored": [r["record_id"] for r in recs]}
     assert _count(api) == 3
     with api.ctx.factory() as s:
-        row = s.get(SealedRecordRow, recs[0]["record_id"])
+        row = s.get(SealedRecordRow, ("cam-1", recs[0]["record_id"]))
         assert base64.b64decode(recs[0]["ciphertext"]) == row.ciphertext
         assert row.expires == row.best_time + timedelta(hours=72) or row.expires.replace(
             tzinfo=None
@@ -68,6 +70,10 @@ def test_malformed_records_get_clear_4xx(api):
     good = _batch(api, 1)[0]
     bad = {
         "unknown epoch": dict(good, epoch_id="19990101T0000Z"),
+        "unknown camera epoch": dict(good, epoch_id="cam-1@19990101T0000Z"),
+        "another camera's epoch": dict(good, epoch_id=good["epoch_id"].replace("cam-1", "cam-2")),
+        "another key": dict(good, epoch_key_sha256="0" * 64),
+        "no key digest": {k: v for k, v in good.items() if k != "epoch_key_sha256"},
         "outside its epoch": dict(good, best_time=(api.t0 + timedelta(days=30)).isoformat()),
         "naive time": dict(good, best_time=good["best_time"][:19]),
         "bad base64": dict(good, nonce="***"),
@@ -85,6 +91,72 @@ def test_malformed_records_get_clear_4xx(api):
     assert api.call("cam-1", "POST", "/ingest", json={"records": []}).status_code == 422
     assert api.call("cam-1", "POST", "/ingest", json=[good]).status_code == 422
     assert _count(api) == 0
+
+
+def _seal_as(api, camera, best_time, record_id, track=1):
+    """A record of `camera` sealed under a given record id, as a camera makes it."""
+    from vault.keys import CameraKeyring
+
+    _, crop = api.seal(camera, best_time, track=track)  # a fresh crop of this track
+    ring = CameraKeyring(
+        api.keystore.authority_public_raw(), api.keystore.certificates(camera), camera
+    )
+    key = ring.key_for(best_time, camera)
+    header = crypto.RecordHeader(
+        record_id,
+        camera,
+        key.cert.epoch_id,
+        best_time - timedelta(seconds=2),
+        best_time + timedelta(seconds=2),
+        best_time,
+    )
+    sealed = key.seal(crop, {"camera_id": camera}, header)
+    return to_wire(sealed, track, -100.0, key.cert.key_sha256), crop
+
+
+def test_record_ids_are_unique_per_camera(api):
+    """Two cameras may store the same record id (no camera can squat an id another camera
+    will use, the primary key is (camera, id)); within one camera the id stays idempotent
+    and other content under it is a conflict."""
+    t = api.t0 + timedelta(minutes=5)
+    mine, my_crop = api.seal("cam-1", t, track=1)
+    rid = mine["record_id"]
+    theirs, their_crop = _seal_as(api, "cam-2", t, rid, track=2)
+    assert theirs["ciphertext"] != mine["ciphertext"] and their_crop != my_crop
+    try:
+        assert api.ingest("cam-1", [mine]).status_code == 200
+        r = api.ingest("cam-2", [theirs])
+        assert r.status_code == 200, r.text
+        assert r.json() == {"stored": [rid]}
+        assert api.ingest("cam-2", [theirs]).status_code == 200  # a retry: stored once
+        assert _count(api) == 2
+        # a camera re-sending its own id with other content is still refused, batch and all
+        forged, _ = _seal_as(api, "cam-2", t + timedelta(seconds=1), rid, track=3)
+        other = _batch(api, 1, camera="cam-2")[0]
+        r = api.ingest("cam-2", [other, forged])
+        assert r.status_code == 409 and "other content" in r.json()["detail"]
+        r = api.ingest("cam-1", [dict(mine, ciphertext=theirs["ciphertext"])])
+        assert r.status_code == 409
+        assert _count(api) == 2
+        with api.ctx.factory() as s:
+            for cam, rec in (("cam-1", mine), ("cam-2", theirs)):
+                row = s.get(SealedRecordRow, (cam, rid))
+                assert row.ciphertext == base64.b64decode(rec["ciphertext"])
+                assert row.epoch_id == rec["epoch_id"] and row.epoch_id.startswith(f"{cam}@")
+        # both stay openable, each with its own camera's key
+        wid = api.warrant(["cam-1", "cam-2"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+        made = api.request(wid, [rid]).json()
+        req = made["request"]["id"]
+        for trustee in ("Trustee A", "Trustee B"):
+            assert api.approve(trustee, req).status_code == 200
+        out = api.release(req, made["fetch_secret"])
+        assert out.status_code == 200, out.text
+        got = {r["camera_id"]: base64.b64decode(r["jpeg"]) for r in out.json()["released"]}
+        assert got == {"cam-1": my_crop, "cam-2": their_crop}
+    finally:
+        # Migration 0004's downgrade (the fixture's teardown) cannot restore a primary key on
+        # the id alone while two cameras share an id: leave one of them.
+        store.delete(api.ctx.factory, [rid], "cam-2")
 
 
 def test_cameras_ingest_only_their_own_records(api):

@@ -11,12 +11,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from conftest import free_port
+from conftest import free_port, make_authority
 from sqlalchemy import func, select
 
 from vault import audit, store
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyStore
+from vault.keys import CameraKeyring
 from vault.models import SealedRecordRow
 
 
@@ -27,22 +27,19 @@ def _count(factory) -> int:
 
 def test_serve_runs_the_api_and_catches_up_on_sweeps(tmp_path):
     now = datetime.now(UTC)
-    ks = KeyStore(tmp_path / "keys")
-    ks.init(now - timedelta(days=5), k=2, n=3, epochs_ahead=8)
+    ks, _ = make_authority(tmp_path / "keys", now - timedelta(days=5), ("cam",), epochs=8)
     url = f"sqlite:///{tmp_path / 'vault.db'}"
     upgrade(url)
     engine = make_engine(url)
     factory = session_factory(engine)
-    ring = CameraKeyring(
-        __import__("base64").b64decode(ks.info()["signing_public_key"]), ks.certificates()
-    )
+    ring = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam"), "cam")
     with factory.begin() as s:
         store.register_epochs(s, ks.certificates())
     from vault.crypto import RecordHeader
 
     for i, age in enumerate(days * 24 for days in (4, 4, 1)):  # two past 72 h, one not
         t = now - timedelta(hours=age)
-        key = ring.key_for(t)
+        key = ring.key_for(t, "cam")
         rid = f"00000000-0000-4000-8000-00000000000{i}"
         sealed = key.seal(b"\x00jpeg", {}, RecordHeader(rid, "cam", key.cert.epoch_id, t, t, t))
         store.put(factory, [(sealed, i, 0.0)], t, t + timedelta(hours=72))

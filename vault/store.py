@@ -108,7 +108,7 @@ def put(
                 select(SealedRecordRow.camera_id, SealedRecordRow.id).where(
                     SealedRecordRow.id.in_(ids)
                 )
-            ).tuples()
+            ).all()
         )
         new = [it for it in items if (it[0].header.camera_id, it[0].header.record_id) not in have]
         s.add_all(row_from_sealed(sd, t, q, now, expires) for sd, t, q in new)
