@@ -50,6 +50,7 @@ class CaptureSummary:
     truncated: bool = False
     stopped: bool = False  # a stop was requested (SIGINT/SIGTERM): live tracks were sealed
     outbox: dict | None = None  # with a vault URL: sent, still waiting, refused
+    keys_valid_until: str | None = None  # until when this camera can still seal
 
     def public(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class CaptureSummary:
                 "records",
                 "dropped_short",
                 "faces_detected",
+                "keys_valid_until",
             )
         } | ({"outbox": self.outbox} if self.outbox is not None else {})
 

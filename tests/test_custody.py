@@ -373,3 +373,31 @@ def test_an_epoch_key_outlives_its_epoch_while_a_camera_may_still_deliver(api):
     api.clock.advance(hours=72)  # now no record of that epoch can still be kept anywhere
     res = sweep(api.ctx.engine, api.keystore, api.clock(), keep_keys_for=keep)
     assert rec["epoch_id"] in res.shredded
+
+
+def test_a_camera_refreshes_its_keyring_before_it_runs_out_and_only_from_its_authority(
+    api, tmp_path
+):
+    from escrow.keyring import FreshKeyring
+    from tests.conftest import make_authority
+    from vault.keys import CameraKeyring, KeyRefused
+
+    ks = api.keystore
+    first = ks.certificates("cam-1")[:1]
+    ring = CameraKeyring(ks.authority_public_raw(), first, "cam-1")
+    other_ks, _ = make_authority(tmp_path / "other", api.t0, cameras=("cam-1",), epochs=5)
+    answers = [other_ks.camera_keyring("cam-1"), ks.camera_keyring("cam-1")]
+    log: list[str] = []
+    fresh = FreshKeyring(ring, "cam-1", fetch=lambda: answers.pop(0), log=log.append)
+    end = first[0].window()[1]
+    assert fresh.valid_until(api.t0) == end
+    fresh.key_for(api.t0)  # a week's margin: asks, gets another authority's keyring
+    assert "not the pinned" in log[-1] and fresh.valid_until(api.t0) == end
+    fresh.key_for(api.t0)  # asks again, gets its own authority's three epochs
+    assert fresh.valid_until(api.t0) == ks.certificates("cam-1")[-1].window()[1]
+    assert (
+        fresh.key_for(end + timedelta(hours=1)).cert.epoch_id
+        == ks.certificates("cam-1")[1].epoch_id
+    )
+    with pytest.raises(KeyRefused, match="out of keys"):
+        fresh.key_for(end + timedelta(days=30))  # nothing to fetch any more: stops, never plaintext

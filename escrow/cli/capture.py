@@ -98,7 +98,14 @@ def run_capture(
         source = Source(source_spec, log=lambda m: typer.echo(m, err=True))
     except (KeyStoreError, SourceError) as exc:
         raise UserError(str(exc)) from exc
-    typer.echo(f"sealing to authority {ring.pinned}", err=True)
+    from datetime import UTC, datetime
+
+    until = ring.valid_until(datetime.now(UTC))
+    typer.echo(
+        f"sealing to authority {ring.pinned}; camera {camera_id}'s keys last until "
+        + (until.isoformat() if until else "NOW: none covers the present (capture will stop)"),
+        err=True,
+    )
     url = get_settings().database_url
     upgrade(url)
     engine = make_engine(url)
@@ -163,6 +170,9 @@ def run_capture(
         summary = agent.run(source)
     except KeyRefused as exc:
         raise UserError(f"capture stopped: {exc}", code=4) from exc
+    else:
+        until = ring.valid_until(datetime.now(UTC))
+        summary.keys_valid_until = until.isoformat() if until else None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
