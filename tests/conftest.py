@@ -103,13 +103,13 @@ PASSPHRASE = "correct horse battery staple"
 TRUSTEES = ("Trustee A", "Trustee B", "Trustee C")
 
 
-def make_authority(root, t0, cameras=("cam-1", "cam-2"), epochs=3, k=2, suite="x25519"):
+def make_authority(root, t0, cameras=("cam-1", "cam-2"), epochs=3, k=2, suite="x25519", dev=False):
     """A production authority (k of the 3 trustees), epochs of each camera from t0: ->
     (key store, {trustee name: TrusteeKey})."""
     from vault.keys import KeyStore
 
     ks = KeyStore(root)
-    keys = ks.init(t0, [(n, PASSPHRASE) for n in TRUSTEES], k, PASSPHRASE, suite=suite)
+    keys = ks.init(t0, [(n, PASSPHRASE) for n in TRUSTEES], k, PASSPHRASE, suite=suite, dev=dev)
     signer = ks.authority_signer(PASSPHRASE)
     for cam in cameras:
         ks.issue_epochs(signer, cam, t0, epochs)

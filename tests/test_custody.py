@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -401,3 +401,20 @@ def test_a_camera_refreshes_its_keyring_before_it_runs_out_and_only_from_its_aut
     )
     with pytest.raises(KeyRefused, match="out of keys"):
         fresh.key_for(end + timedelta(days=30))  # nothing to fetch any more: stops, never plaintext
+
+
+def test_a_development_authority_opens_nothing_through_the_api(db_url, tmp_path):
+    from tests.conftest import ApiVault, make_authority
+
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ks, keys = make_authority(tmp_path / "keys", t0, dev=True)
+    api = ApiVault(db_url, tmp_path, keystore=ks, trustee_keys=keys, t0=t0)
+    try:
+        ids = _stored(api, 1)
+        wid = api.warrant(["cam-1"], t0, t0 + timedelta(hours=1)).json()["id"]
+        rid, _ = _request(api, wid, ids)
+        r = api.approve("Trustee A", rid)
+        assert r.status_code == 403 and "development authority" in r.json()["detail"]
+    finally:
+        api.client.close()
+        api.ctx.engine.dispose()

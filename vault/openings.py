@@ -216,6 +216,11 @@ def approve(
     the release); returns how many approvals the request now has."""
     if req.status != "pending":
         raise OpeningRefused(f"request {req.id} is {req.status}", 409)
+    if keystore.info()["mode"] == "development":
+        raise OpeningRefused(
+            "a development authority's trustee keys sit beside its key store under a known "
+            "passphrase: it opens nothing through the API (make a production authority)"
+        )
     warrants.require_active(w, warrant_key, now)
     if request_digest != digest(req):
         raise OpeningRefused(
