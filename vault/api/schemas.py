@@ -1,6 +1,7 @@
 """Pydantic schemas of the API, apart from the SQLAlchemy models. Strict on input: every
 string has a length limit and a shape, times must carry a time zone and are stored as UTC,
-unknown fields are refused."""
+numbers must be finite (Python's JSON parser takes NaN, Infinity and 1e400), unknown fields
+are refused."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def B64(max_chars: int):  # noqa: N802  (a type factory)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: a NaN or an infinity is never a quality, a count or a time.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --- ingest ---------------------------------------------------------------------------------
