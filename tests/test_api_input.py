@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -87,3 +90,92 @@ def test_a_validation_detail_names_few_errors_and_no_input(api):
     detail = _strict_json(r.text)["detail"]
     assert "\n" not in detail and "more" in detail and len(detail) < 1000
     assert "1e+308" not in detail and "1e308" not in detail
+
+
+# --- bodies that never arrive ----------------------------------------------------------------
+
+
+def _raw_post(port: int, headers: dict, first: bytes) -> socket.socket:
+    """A POST /ingest over a raw socket: the headers and `first` bytes of the body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(f"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + first)
+    return sock
+
+
+def _read_all(sock: socket.socket, until: float) -> bytes:
+    """What the server sends until it closes the connection (or `until`, monotonic)."""
+    got = b""
+    while time.monotonic() < until:
+        sock.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+@pytest.fixture
+def live(api):
+    from conftest import LiveServer
+
+    api.ctx.body_timeout_s = 0.5
+    server = LiveServer(api.app)
+    yield api, server
+    server.stop()
+
+
+def test_a_stalled_body_is_cut_with_408_and_the_server_goes_on(live):
+    api, server = live
+    headers = {
+        **api.h("cam-1"),
+        "Content-Type": "application/json",
+        "Content-Length": "1000",  # promised, never sent
+    }
+    t = time.monotonic()
+    sock = _raw_post(server.port, headers, b'{"records": [')
+    try:
+        got = _read_all(sock, t + api.ctx.body_timeout_s + 5)
+    finally:
+        sock.close()
+    took = time.monotonic() - t
+    assert took < api.ctx.body_timeout_s + 5, took
+    assert got.startswith(b"HTTP/1.1 408"), got[:200]
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    assert "stalled" in _strict_json(body.decode())["detail"]
+    # the server still answers, and nothing was stored
+    assert httpx.get(f"{server.url}/health", timeout=5).json() == {"status": "ok"}
+    with api.ctx.factory() as s:
+        assert s.scalar(select(func.count()).select_from(SealedRecordRow)) == 0
+
+
+def test_a_slow_body_that_keeps_coming_is_not_cut(live):
+    """The timeout is for a stall, not for the whole body: a body whose pieces come more
+    often than the timeout is read to the end and handled."""
+    api, server = live
+    rec = api.seal("cam-1", api.t0 + timedelta(minutes=5))[0]
+    body = json.dumps({"records": [rec]}).encode()
+    headers = {
+        **api.h("cam-1"),
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "Connection": "close",
+    }
+    pieces = [body[i : i + len(body) // 4 + 1] for i in range(0, len(body), len(body) // 4 + 1)]
+    sock = _raw_post(server.port, headers, pieces[0])
+    try:
+        for piece in pieces[1:]:
+            time.sleep(api.ctx.body_timeout_s * 0.4)
+            sock.sendall(piece)
+        got = _read_all(sock, time.monotonic() + 10)
+    finally:
+        sock.close()
+    assert got.startswith(b"HTTP/1.1 200"), got[:300]
+    with api.ctx.factory() as s:
+        assert s.scalar(select(func.count()).select_from(SealedRecordRow)) == 1

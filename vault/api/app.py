@@ -3,6 +3,7 @@ lifetime (started with the server when the context asks for it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ JSON_TYPES = ("application/json",)
 
 
 def _reply(status: int, detail: str):
+    """An answer given before the body has been read: the connection is closed after it, as
+    what is left of the body would otherwise be read as the next request."""
     body = json.dumps({"detail": detail}).encode()
 
     async def send_it(send) -> None:
@@ -23,7 +26,11 @@ def _reply(status: int, detail: str):
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -34,7 +41,9 @@ def _reply(status: int, detail: str):
 class Limits:
     """ASGI middleware: refuse bodies over the size limit (413) before or while reading them,
     and bodies that are not JSON (415): the API takes sealed records and forms as JSON only,
-    so an image posted as such never reaches a handler."""
+    so an image posted as such never reaches a handler. A body that stops arriving (fewer
+    bytes than its Content-Length promised) is cut after `body_timeout_s` without a byte
+    (408): otherwise each such request holds a connection and a worker for ever."""
 
     def __init__(self, app, ctx: VaultContext):
         self.app, self.ctx = app, ctx
@@ -57,11 +66,24 @@ class Limits:
                 415, "only application/json is accepted (sealed records, never images)"
             )(send)
         seen = 0
-        started = hijacked = False
+        started = hijacked = body_done = False
+        stall = self.ctx.body_timeout_s
 
         async def limited_receive():
-            nonlocal seen, started, hijacked
-            msg = await receive()
+            nonlocal seen, started, hijacked, body_done
+            if hijacked:  # answered here already: the handler is told the client has gone
+                return {"type": "http.disconnect"}
+            if body_done:  # waiting for a disconnect after the body is not a stall
+                return await receive()
+            try:
+                async with asyncio.timeout(stall):
+                    msg = await receive()
+            except TimeoutError:
+                if not started:
+                    await _reply(408, f"request body stalled for more than {stall:g} s")(send)
+                    started = hijacked = True
+                return {"type": "http.disconnect"}
+            body_done = msg["type"] != "http.request" or not msg.get("more_body", False)
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:  # answer 413 now; the handler sees a disconnect

@@ -30,6 +30,8 @@ class VaultContext:
     max_body_bytes: int = 32 * 1024 * 1024
     max_ciphertext_bytes: int = 8 * 1024 * 1024
     max_records_per_ingest: int = 200
+    # A request body that sends nothing for this long is cut (408) and its connection closed.
+    body_timeout_s: float = 30.0
     # Run the retention sweeper (APScheduler) inside the server.
     sweeper: bool = False
     factory: sessionmaker[Session] = field(init=False)
