@@ -94,6 +94,9 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trustee_index: Mapped[int | None] = mapped_column(Integer)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Warrant(Base):
