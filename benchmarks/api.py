@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from escrow.outbox import to_wire
 from policies.model import load_policy
@@ -78,13 +79,19 @@ def main() -> None:
 
     # the API under uvicorn
     upgrade(urls["api"])
-    ctx = VaultContext(make_engine(urls["api"]), ks, load_policy())
+    authority = Ed25519PrivateKey.generate()  # signs the judge's and trustees' tokens
+    ctx = VaultContext(
+        make_engine(urls["api"]), ks, load_policy(), authority_key=authority.public_key()
+    )
     _, cam = tokens.create(ctx.factory, "camera", "bench-cam", t0)
     who = {
-        r: tokens.create(ctx.factory, r, f"{r}-{i}", t0)[1]
-        for i, r in enumerate(("judge", "investigator", "trustee"))
+        "judge": tokens.create(ctx.factory, "judge", "judge-0", t0, signer=authority)[1],
+        "investigator": tokens.create(ctx.factory, "investigator", "investigator-1", t0)[1],
     }
-    who["trustee2"] = tokens.create(ctx.factory, "trustee", "trustee-2", t0)[1]
+    for slot, name, index in (("trustee", "trustee-2", 1), ("trustee2", "trustee-3", 2)):
+        _, who[slot] = tokens.create(
+            ctx.factory, "trustee", name, t0, signer=authority, trustee_index=index
+        )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

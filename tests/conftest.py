@@ -101,17 +101,18 @@ class FakeClock:
 
 class ApiVault:
     """A vault API over `db_url` with a production-mode authority (2 of 3 shares), a fake
-    clock, and one token per role (plus spares) made through the token store."""
+    clock, and one token per role (plus spares) made through the token store; judge, trustee
+    and auditor tokens signed by `self.authority`, whose public half the context checks."""
 
     ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
 
     def __init__(self, db_url, root, keystore=None, shares=None, t0=None):
         from datetime import UTC, datetime
 
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         from fastapi.testclient import TestClient
 
         from policies.model import load_policy
-        from vault import tokens
         from vault.api import VaultContext, create_app
         from vault.db import make_engine
         from vault.keys import KeyStore
@@ -120,24 +121,31 @@ class ApiVault:
         self.clock = FakeClock(self.t0)
         self.keystore = keystore or KeyStore(root / "keys")
         self.shares = shares if keystore else self.keystore.init(self.t0, k=2, n=3, epochs_ahead=3)
-        self.ctx = VaultContext(make_engine(db_url), self.keystore, load_policy(), self.clock)
+        self.authority = Ed25519PrivateKey.generate()  # signs the privileged tokens
+        self.ctx = VaultContext(
+            make_engine(db_url),
+            self.keystore,
+            load_policy(),
+            self.clock,
+            authority_key=self.authority.public_key(),
+        )
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.tokens: dict[str, str] = {}
         self.token_ids: dict[str, str] = {}
-        for name, role in [
-            ("cam-1", "camera"),
-            ("cam-2", "camera"),
-            ("Judge Ito", "judge"),
-            ("Det. Vance", "investigator"),
-            ("Det. Okafor", "investigator"),
-            ("Trustee A", "trustee"),
-            ("Trustee B", "trustee"),
-            ("Trustee C", "trustee"),
-            ("Auditor", "auditor"),
-            ("Admin", "admin"),
+        for name, role, index in [
+            ("cam-1", "camera", None),
+            ("cam-2", "camera", None),
+            ("Judge Ito", "judge", None),
+            ("Det. Vance", "investigator", None),
+            ("Det. Okafor", "investigator", None),
+            ("Trustee A", "trustee", 1),
+            ("Trustee B", "trustee", 2),
+            ("Trustee C", "trustee", 3),
+            ("Auditor", "auditor", None),
+            ("Admin", "admin", None),
         ]:
-            tid, tok = tokens.create(self.ctx.factory, role, name, self.t0)
+            tid, tok = self.make_token(role, name, trustee_index=index)
             self.tokens[name], self.token_ids[name] = tok, tid
         self.by_role = {
             "camera": "cam-1",
@@ -147,6 +155,15 @@ class ApiVault:
             "auditor": "Auditor",
             "admin": "Admin",
         }
+
+    def make_token(self, role: str, name: str, **kw) -> tuple[str, str]:
+        """A token as `escrow tokens create` makes it: signed by the authority where the role
+        needs it."""
+        from vault import tokens
+
+        if role in tokens.PRIVILEGED:
+            kw.setdefault("signer", self.authority)
+        return tokens.create(self.ctx.factory, role, name, self.t0, **kw)
 
     def h(self, who: str) -> dict:
         return {"Authorization": f"Bearer {self.tokens[who]}"}

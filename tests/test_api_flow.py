@@ -113,8 +113,6 @@ def test_expired_and_revoked_warrants_release_nothing(api):
 
 
 def test_approval_rules(api):
-    from vault import tokens
-
     recs, _ = _stored(api, 2)
     ids = [r["record_id"] for r in recs]
     wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
@@ -124,7 +122,7 @@ def test_approval_rules(api):
 
     # the requester cannot approve: not with their own token, not as a trustee of that name
     assert api.approve("Det. Vance", rid, api.shares[0], other["digest"]).status_code == 403
-    _, tok = tokens.create(api.ctx.factory, "trustee", "det. vance", api.t0)
+    _, tok = api.make_token("trustee", "det. vance", trustee_index=1)
     api.tokens["det. vance"] = tok
     selfie = api.approve("det. vance", rid, api.shares[0])
     assert selfie.status_code == 403 and "own request" in selfie.json()["detail"]

@@ -79,6 +79,25 @@ def db_factory():
     return session_factory(make_engine(url))
 
 
+def authority_signer():
+    """The escrow authority's Ed25519 signing key, which signs judge, trustee and auditor
+    tokens so that no one with only the database can mint one. One line, exit 2, where the
+    key store cannot give it."""
+    from vault.keys import KeyStore, KeyStoreError
+
+    ks = KeyStore(get_settings().keys_dir)
+    try:  # KeyStore.authority_signer comes with the key-custody work
+        get_signer = ks.authority_signer
+    except AttributeError as exc:
+        raise UserError(
+            "this key store cannot sign judge, trustee or auditor tokens yet (no authority signer)"
+        ) from exc
+    try:
+        return get_signer()
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
+
+
 def camera_keyring_path() -> Path:
     st = get_settings()
     return st.camera_keyring or st.keys_dir.parent / "camera-keyring.json"

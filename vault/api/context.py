@@ -34,6 +34,9 @@ class VaultContext:
     body_timeout_s: float = 30.0
     # Run the retention sweeper (APScheduler) inside the server.
     sweeper: bool = False
+    # The escrow authority's public key: judge, trustee and auditor tokens must carry its
+    # signature. None: no such token is honoured (the vault cannot tell a forged one).
+    authority_key: ed25519.Ed25519PublicKey | None = None
     factory: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
