@@ -86,11 +86,21 @@ def main() -> None:
     # the API under uvicorn
     upgrade(urls["api"])
     ctx = VaultContext(make_engine(urls["api"]), ks, load_policy())
+    signer = ks.authority_signer(PASSPHRASE)  # signs the judge's and trustees' tokens
     _, cam = tokens.create(ctx.factory, "camera", CAMERA, t0)
-    who = {r: tokens.create(ctx.factory, r, f"{r}-bench", t0)[1] for r in ("judge", "investigator")}
+    who = {
+        "judge": tokens.create(ctx.factory, "judge", "judge-bench", t0, signer=signer)[1],
+        "investigator": tokens.create(ctx.factory, "investigator", "investigator-bench", t0)[1],
+    }
     # trustees 1 and 2: a token that speaks for trustee i, and trustee i's own key
     approvers = [
-        (tokens.create(ctx.factory, "trustee", t.name, t0, t.index)[1], t) for t in trustees[:2]
+        (
+            tokens.create(ctx.factory, "trustee", t.name, t0, trustee_index=t.index, signer=signer)[
+                1
+            ],
+            t,
+        )
+        for t in trustees[:2]
     ]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -128,7 +128,6 @@ class ApiVault:
         from fastapi.testclient import TestClient
 
         from policies.model import load_policy
-        from vault import tokens
         from vault.api import VaultContext, create_app
         from vault.db import make_engine
         from vault.keys import KeyStore
@@ -139,25 +138,26 @@ class ApiVault:
             keystore, trustee_keys = make_authority(root / "keys", self.t0)
         self.keystore: KeyStore = keystore
         self.trustee_keys = trustee_keys
+        # the authority's signing key: it signs judge, trustee and auditor tokens
+        self.authority = keystore.authority_signer(PASSPHRASE)
         self.ctx = VaultContext(make_engine(db_url), self.keystore, load_policy(), self.clock)
         self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.tokens: dict[str, str] = {}
         self.token_ids: dict[str, str] = {}
-        for name, role in [
-            ("cam-1", "camera"),
-            ("cam-2", "camera"),
-            ("Judge Ito", "judge"),
-            ("Det. Vance", "investigator"),
-            ("Det. Okafor", "investigator"),
-            ("Trustee A", "trustee"),
-            ("Trustee B", "trustee"),
-            ("Trustee C", "trustee"),
-            ("Auditor", "auditor"),
-            ("Admin", "admin"),
+        for name, role, index in [
+            ("cam-1", "camera", None),
+            ("cam-2", "camera", None),
+            ("Judge Ito", "judge", None),
+            ("Det. Vance", "investigator", None),
+            ("Det. Okafor", "investigator", None),
+            ("Trustee A", "trustee", 1),
+            ("Trustee B", "trustee", 2),
+            ("Trustee C", "trustee", 3),
+            ("Auditor", "auditor", None),
+            ("Admin", "admin", None),
         ]:
-            index = TRUSTEES.index(name) + 1 if role == "trustee" else None
-            tid, tok = tokens.create(self.ctx.factory, role, name, self.t0, index)
+            tid, tok = self.make_token(role, name, trustee_index=index)
             self.tokens[name], self.token_ids[name] = tok, tid
         self.by_role = {
             "camera": "cam-1",
@@ -167,6 +167,15 @@ class ApiVault:
             "auditor": "Auditor",
             "admin": "Admin",
         }
+
+    def make_token(self, role: str, name: str, **kw) -> tuple[str, str]:
+        """A token as `escrow tokens create` makes it: signed by the authority where the role
+        needs it."""
+        from vault import tokens
+
+        if role in tokens.PRIVILEGED:
+            kw.setdefault("signer", self.authority)
+        return tokens.create(self.ctx.factory, role, name, self.t0, **kw)
 
     def h(self, who: str) -> dict:
         return {"Authorization": f"Bearer {self.tokens[who]}"}

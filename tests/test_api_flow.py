@@ -116,7 +116,6 @@ def test_expired_and_revoked_warrants_release_nothing(api):
 def test_approval_rules(api):
     from escrow.trustee import ReviewRejected, approval_body
     from tests.conftest import PASSPHRASE
-    from vault import tokens
     from vault.keys import KeyStoreError
 
     recs, _ = _stored(api, 2)
@@ -131,7 +130,7 @@ def test_approval_rules(api):
     body_a = api.approval("Trustee A", rid)
     assert api.approve("Det. Vance", rid, body_a).status_code == 403
     # nor as a trustee of that name
-    _, tok = tokens.create(api.ctx.factory, "trustee", "det. vance", api.t0, 3)
+    _, tok = api.make_token("trustee", "det. vance", trustee_index=3)
     api.tokens["det. vance"] = tok
     selfie = api.approve("det. vance", rid, api.approval("det. vance", rid, key_of="Trustee C"))
     assert selfie.status_code == 403 and "own request" in selfie.json()["detail"]
@@ -149,7 +148,7 @@ def test_approval_rules(api):
     # one approval per trustee token, one per trustee key
     assert api.approve("Trustee A", rid, body_a).status_code == 200
     assert api.approve("Trustee A", rid, body_a).status_code == 409
-    _, tok = tokens.create(api.ctx.factory, "trustee", "Trustee A bis", api.t0, 1)
+    _, tok = api.make_token("trustee", "Trustee A bis", trustee_index=1)
     api.tokens["Trustee A bis"] = tok
     assert api.approve("Trustee A bis", rid, body_a).status_code == 409
     assert api.release(rid, secret).status_code == 409  # still 1 of 2

@@ -79,6 +79,30 @@ def db_factory():
     return session_factory(make_engine(url))
 
 
+def authority_signer():
+    """The escrow authority's Ed25519 signing key, which signs judge, trustee and auditor
+    tokens so that no one with only the database can mint one. Its passphrase comes from
+    ESCROW_AUTHORITY_PASSPHRASE, the development default, or a prompt. One line, exit 2,
+    where the key store cannot give it (e.g. the key is offline, as it should be)."""
+    import os
+
+    from vault.keys import KeyStore, KeyStoreError
+
+    ks = KeyStore(get_settings().keys_dir)
+    try:
+        dev = ks.info()["mode"] == "development"
+        passphrase = os.environ.get("ESCROW_AUTHORITY_PASSPHRASE")
+        if passphrase is None:
+            passphrase = (
+                "development"
+                if dev
+                else typer.prompt("authority passphrase", hide_input=True, err=True)
+            )
+        return ks.authority_signer(passphrase)
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
+
+
 def camera_keyring_path() -> Path:
     st = get_settings()
     return st.camera_keyring or st.keys_dir.parent / "camera-keyring.json"

@@ -273,17 +273,53 @@ def keys_export_camera(
 def tokens_create(
     role: Annotated[str, typer.Option(help="camera, judge, investigator, trustee, auditor, admin")],
     name: Annotated[str, typer.Option(help="Who or what holds it.")],
+    expires: Annotated[
+        str | None,
+        typer.Option(help="Lifetime like 30d, 12w, 72h (default: camera 365d, others 90d)."),
+    ] = None,
+    trustee_index: Annotated[
+        int | None, typer.Option(help="A trustee's share index (1..n); trustees only.")
+    ] = None,
 ) -> None:
-    """Create a token and print it once; only its hash is stored."""
+    """Create a token and print it once; only its hash is stored. Judge, trustee and auditor
+    tokens are signed with the escrow authority's key (the API's admin cannot make them)."""
     from datetime import UTC, datetime
 
+    from escrow.cli.app import authority_signer
+    from policies.model import parse_duration
     from vault import tokens
 
     try:
-        tid, token = tokens.create(db_factory(), role, name, datetime.now(UTC))
+        life = parse_duration(expires) if expires is not None else None
+        tokens.check(role, trustee_index)  # before asking the key store for anything
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    signer = authority_signer() if role in tokens.PRIVILEGED else None
+    trustees = _trustees() if role == "trustee" else None
+    try:
+        tid, token = tokens.create(
+            db_factory(),
+            role,
+            name,
+            datetime.now(UTC),
+            expires=life,
+            trustee_index=trustee_index,
+            signer=signer,
+            trustees=trustees,
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     typer.echo(f"token {tid} ({role}, {name}); shown once, store it now:\n{token}")
+
+
+def _trustees() -> int:
+    """n, the number of trustee keys of the authority: a trustee index is one of 1..n."""
+    from vault.keys import KeyStore, KeyStoreError
+
+    try:
+        return len(KeyStore(get_settings().keys_dir).info()["trustees"])
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from exc
 
 
 @tokens_app.command("revoke")
@@ -300,12 +336,21 @@ def tokens_revoke(token_id: str) -> None:
 
 @tokens_app.command("list")
 def tokens_list() -> None:
-    """Token ids, roles, names and state (never the tokens)."""
+    """Token ids, roles, names, expiry and state (never the tokens); times in UTC."""
+    from datetime import UTC, datetime
+
     from vault import tokens
 
+    now = datetime.now(UTC)
+    typer.echo(f"{'ID':<36s}  {'ROLE':<12s} {'NAME':<24s} {'EXPIRES (UTC)':<16s}  STATE")
     for t in tokens.list_tokens(db_factory()):
-        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
-        typer.echo(f"{t.id}  {t.role:<12s} {t.name:<24s} {state}")
+        role = f"{t.role} {t.trustee_index}" if t.trustee_index is not None else t.role
+        expires = tokens.expiry(t)
+        if t.revoked_at:
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
+        else:
+            state = "expired" if now >= expires else "active"
+        typer.echo(f"{t.id}  {role:<12s} {t.name:<24s} {expires:%Y-%m-%d %H:%M}  {state}")
 
 
 @db_app.command("upgrade")

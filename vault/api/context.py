@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from policies.model import Policy
 from vault.anchor import CheckpointKey
 from vault.db import session_factory
-from vault.keys import KeyStore
+from vault.keys import KeyStore, KeyStoreError
 
 
 def utcnow() -> datetime:
@@ -35,10 +36,17 @@ class VaultContext:
     body_timeout_s: float = 30.0
     # Run the retention sweeper (APScheduler) inside the server.
     sweeper: bool = False
+    # The escrow authority's public key: judge, trustee and auditor tokens must carry its
+    # signature. None: the key store's (authority.json); no authority, no such token is
+    # honoured (the vault cannot tell a forged one).
+    authority_key: ed25519.Ed25519PublicKey | None = None
     factory: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
         self.factory = session_factory(self.engine)
+        if self.authority_key is None:
+            with contextlib.suppress(KeyStoreError):
+                self.authority_key = self.keystore.authority_public()
 
     @cached_property
     def warrant_signer(self) -> ed25519.Ed25519PrivateKey:

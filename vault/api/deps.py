@@ -1,5 +1,6 @@
 """Authentication and role checks. Every refusal is written to the audit trail before the
-answer goes out: 401 for a missing, unknown or revoked token, 403 for a role not allowed."""
+answer goes out: 401 for a missing, unknown, revoked or expired token or a judge, trustee or
+auditor token the escrow authority did not sign, 403 for a role not allowed."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class Caller:
     token_id: str
     name: str
     role: str
-    trustee_index: int | None = None
+    trustee_index: int | None = None  # a trustee's share index, signed with the token
 
     @property
     def actor(self) -> str:
@@ -54,15 +55,12 @@ def allow(*roles: str):
             )
             raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
         try:
-            tok = tokens.authenticate(ctx.factory, cred.credentials)
+            tok = tokens.authenticate(ctx.factory, cred.credentials, ctx.clock(), ctx.authority_key)
         except tokens.Unauthorized as exc:
-            audit.record(
-                ctx.factory,
-                "anonymous",
-                "auth.refused",
-                {"endpoint": where, "why": "unknown or revoked token"},
-                ctx.clock(),
-            )
+            detail = {"endpoint": where, "why": str(exc)}
+            if exc.token_id:  # which row was tried (a forged one is evidence), never the token
+                detail["token"] = exc.token_id
+            audit.record(ctx.factory, "anonymous", "auth.refused", detail, ctx.clock())
             raise HTTPException(401, str(exc), {"WWW-Authenticate": "Bearer"}) from exc
         caller = Caller(tok.id, tok.name, tok.role, tok.trustee_index)
         request.state.caller = caller

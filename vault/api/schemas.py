@@ -308,6 +308,10 @@ class CameraOut(BaseModel):
 
 
 class TokenIn(Strict):
+    """Through the API an admin makes camera tokens only (any other role is refused, 403):
+    judge, trustee and auditor tokens are signed by the escrow authority at the command line,
+    so an admin cannot make themselves one."""
+
     role: Literal["camera", "judge", "investigator", "trustee", "auditor", "admin"]
     name: ShortText
 
@@ -317,6 +321,8 @@ class TokenOut(BaseModel):
     name: str
     role: str
     created: datetime
+    expires_at: datetime = Field(description="The token stops working at this time (UTC).")
+    trustee_index: int | None = Field(description="A trustee's share index (1..n).")
     revoked_at: datetime | None
 
 

@@ -13,6 +13,9 @@ from vault.models import ApiToken, Camera
 from vault.store import as_utc
 
 router = APIRouter(tags=["admin"])
+# What POST /tokens may make: machines whose reach is checked elsewhere (a camera ingests only
+# records named for it), never a person who issues, approves, opens or audits.
+API_ROLES = ("camera",)
 
 
 @router.get("/cameras", response_model=list[CameraOut])
@@ -43,6 +46,8 @@ def _token_out(t: ApiToken) -> dict:
         "name": t.name,
         "role": t.role,
         "created": as_utc(t.created),
+        "expires_at": tokens.expiry(t),
+        "trustee_index": t.trustee_index,
         "revoked_at": as_utc(t.revoked_at) if t.revoked_at else None,
     }
 
@@ -54,14 +59,18 @@ def list_tokens(request: Request, caller: AdminCaller):
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def create_token(body: TokenIn, request: Request, caller: AdminCaller):
-    """A new camera token, shown once in the answer; only its hash is kept. The admin makes
-    camera tokens only: judge, trustee, auditor and investigator tokens come from the
-    authority's side (`escrow tokens create` where the key store is), so an admin cannot make
-    themselves a judge or a trustee."""
+    """A new camera token, shown once in the answer; only its hash is kept. Any other role is
+    refused (403, audited): people's tokens come from `escrow tokens create`, and judge,
+    trustee and auditor tokens are signed there by the escrow authority (separation of
+    duties: the admin who runs the vault cannot make themselves one)."""
     ctx = get_ctx(request)
     now = ctx.clock()
-    if body.role != "camera":
-        raise Refused(f"the admin makes camera tokens only, not {body.role} tokens", 403)
+    if body.role not in API_ROLES:
+        raise Refused(
+            f"an admin creates {', '.join(API_ROLES)} tokens only; a {body.role} token is issued "
+            "with `escrow tokens create` by the escrow authority",
+            403,
+        )
     with ctx.factory.begin() as s:
         tid, token = tokens.add(s, body.role, body.name, now)
         audit.append(s, caller.actor, "token.create", {"token": tid, "role": body.role}, now)
