@@ -109,7 +109,8 @@ def test_deleting_the_last_entries_fails_verify_checkpoint(trail, db_url):
         "removed",
     )
     # and no new checkpoint of the cut trail goes into the witness file
-    one_line_failure(cli(db_url, key, "checkpoint", "--witness", str(witness)), "removed")
+    with pytest.raises(anchor.AnchorBroken, match="removed"):
+        anchor.extend_witness(factory, key, T, witness)
     assert len(witness.read_text().splitlines()) == 1
 
 
@@ -122,7 +123,8 @@ def test_a_consistent_rewrite_fails_verify_checkpoint(trail, db_url):
         audit.record(factory, "camera:cam-1", "ingest", {"late": i}, T + timedelta(hours=1))
     v = audit.verify(factory)
     assert v.ok and v.entries == 21  # the chain is fooled: it verifies
-    actions = [e.action for e in session_factory(eng)().scalars(sa.select(AuditEntry))]
+    with factory() as s:
+        actions = list(s.scalars(sa.select(AuditEntry.action)))
     assert actions.count("request.release") == 1
 
     one_line_failure(
@@ -165,8 +167,9 @@ def test_a_checkpoint_signed_with_another_key_is_refused(trail, db_url, tmp_path
     witness.write_text(original + cut.to_json() + "\n")
     with pytest.raises(anchor.AnchorBroken, match="checkpoint 2 .* not signed by the pinned"):
         anchor.check_trail(factory, witness)
+    # nor can `audit checkpoint` add to a witness file holding a forged checkpoint
     one_line_failure(
-        cli(db_url, key, "verify", "--checkpoint", str(witness)), "checkpoint 2", "pinned key"
+        cli(db_url, key, "checkpoint", "--witness", str(witness)), "checkpoint 2", "pinned key"
     )
 
     # ...or claims the pinned key for it: the signature does not verify.
@@ -275,3 +278,18 @@ def test_the_checkpoint_key_is_a_0600_file_in_the_key_store_not_in_the_database(
                         assert raw not in bytes(value), table.name
                     else:
                         assert not any(f in str(value) for f in forms), table.name
+
+
+def test_a_witness_file_that_is_not_checkpoints_is_refused(tmp_path):
+    key = anchor.CheckpointKey(tmp_path / "keys")
+    good = anchor.sign(key, 3, merkle.root([merkle.leaf_hash(b"x")] * 3), T).to_json()
+    witness = tmp_path / "w.jsonl"
+    with pytest.raises(anchor.WitnessUnreadable, match="no witness file"):
+        anchor.read_witness(witness)
+    bad = json.loads(good) | {"size": -1}
+    for line in ("not json", "[]", json.dumps(bad), good.replace('"time":"', '"time":"\\n')):
+        witness.write_text(good + "\n" + line + "\n")
+        with pytest.raises(anchor.WitnessUnreadable, match=r"w\.jsonl:2: not a checkpoint"):
+            anchor.read_witness(witness)
+    witness.write_text(good + "\n\n" + good + "\n")
+    assert len(anchor.read_witness(witness)) == 2

@@ -9,27 +9,28 @@ need the key store (to sign); `verify` needs the database and the witness file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 from escrow.cli.app import UserError, audit_app
 from escrow.settings import get_settings
 
-T = TypeVar("T")
 
-
-def _with_trail(use: Callable[..., T]) -> T:
-    """Run `use(factory)` on the configured database (read as it is: no migration)."""
+@contextmanager
+def _trail() -> Iterator:
+    """A session factory on the configured database, read as it is (no migration: an
+    auditor's check must not change the schema it checks)."""
     from vault.db import make_engine, session_factory
 
     engine = make_engine(get_settings().database_url)
     try:
-        return use(session_factory(engine))
+        yield session_factory(engine)
     finally:
         engine.dispose()
 
@@ -51,20 +52,22 @@ def audit_verify(
     """Check every link of the audit trail; exit 1 at the first broken one."""
     from vault import anchor, audit
 
-    v = _with_trail(lambda f: audit.verify(f, expect_head))
-    if not v.ok:
-        raise UserError(f"audit trail BROKEN at entry {v.broken_at}: {v.reason}", code=1)
-    if checkpoint is None:
-        typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
-        return
-    try:
-        no, cp = _with_trail(lambda f: anchor.check_trail(f, checkpoint))
-    except anchor.WitnessUnreadable as exc:
-        raise UserError(str(exc)) from exc
-    except anchor.AnchorBroken as exc:
-        raise UserError(f"audit trail BROKEN: {exc}", code=1) from exc
+    with _trail() as factory:
+        v = audit.verify(factory, expect_head)
+        if not v.ok:
+            raise UserError(f"audit trail BROKEN at entry {v.broken_at}: {v.reason}", code=1)
+        if checkpoint is not None:
+            try:
+                no, cp = anchor.check_trail(factory, checkpoint)
+            except anchor.WitnessUnreadable as exc:
+                raise UserError(str(exc)) from exc
+            except anchor.AnchorBroken as exc:
+                raise UserError(f"audit trail BROKEN: {exc}", code=1) from exc
     typer.echo(f"audit trail intact: {v.entries} entries, head {v.head}")
-    typer.echo(f"consistent with checkpoint {no} of {checkpoint}: size {cp.size}, root {cp.root}")
+    if checkpoint is not None:
+        typer.echo(
+            f"consistent with checkpoint {no} of {checkpoint}: size {cp.size}, root {cp.root}"
+        )
 
 
 @audit_app.command("checkpoint")
@@ -81,7 +84,8 @@ def audit_checkpoint(
 
     key = anchor.CheckpointKey(get_settings().keys_dir)
     try:
-        cp = _with_trail(lambda f: anchor.extend_witness(f, key, datetime.now(UTC), witness))
+        with _trail() as factory:
+            cp = anchor.extend_witness(factory, key, datetime.now(UTC), witness)
     except anchor.WitnessUnreadable as exc:
         raise UserError(str(exc)) from exc
     except anchor.AnchorBroken as exc:
@@ -103,7 +107,8 @@ def audit_proof(
 
     key = anchor.CheckpointKey(get_settings().keys_dir)
     try:
-        p = _with_trail(lambda f: anchor.inclusion(f, key, datetime.now(UTC), entry, size))
+        with _trail() as factory:
+            p = anchor.inclusion(factory, key, datetime.now(UTC), entry, size)
     except anchor.ProofRefused as exc:
         raise UserError(str(exc)) from exc
     except OSError as exc:
