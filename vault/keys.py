@@ -436,6 +436,47 @@ def _shred_file(path: Path) -> bool:
     return True
 
 
+def write_authority(
+    root: Path,
+    *,
+    mode: str,
+    suite: str,
+    epoch_hours: int,
+    k: int,
+    keys: list[TrusteeKey],
+    signing: ed25519.Ed25519PrivateKey,
+    signing_passphrase: str,
+    created: str,
+    extra: dict | None = None,
+) -> None:
+    """The authority's own files: the signing key sealed under its passphrase, a fresh
+    release key, and authority.json (public: trustees' keys, signing and release keys)."""
+    signing_pub = signing.public_key().public_bytes_raw()
+    release = x25519.X25519PrivateKey.generate()
+    info = {
+        "format": AUTHORITY_FORMAT,
+        "mode": mode,
+        "suite": suite,
+        "epoch_hours": epoch_hours,
+        "threshold": k,
+        "trustees": [
+            {"index": t.index, "name": t.name, "public_key": b64(t.public_key)} for t in keys
+        ],
+        "signing_public_key": b64(signing_pub),
+        "fingerprint": fingerprint(signing_pub),
+        "release_public_key": b64(release.public_key().public_bytes_raw()),
+        "created": created,
+        **(extra or {}),
+    }
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sealed = seal_with_passphrase(
+        signing.private_bytes_raw(), signing_passphrase, "authority signing key"
+    )
+    _write_file(root / "authority-signing.key", json.dumps(sealed).encode(), True)
+    _write_file(root / "release.key", release.private_bytes_raw(), True)
+    _write_file(root / "authority.json", json.dumps(info, indent=1).encode(), False)
+
+
 class KeyStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -489,28 +530,17 @@ class KeyStore:
         keys = [
             TrusteeKey.generate(i, name, suite, fp, pw) for i, (name, pw) in enumerate(trustees, 1)
         ]
-        release = x25519.X25519PrivateKey.generate()
-        info = {
-            "format": AUTHORITY_FORMAT,
-            "mode": "development" if dev else "production",
-            "suite": suite,
-            "epoch_hours": epoch_hours,
-            "threshold": k,
-            "trustees": [
-                {"index": t.index, "name": t.name, "public_key": b64(t.public_key)} for t in keys
-            ],
-            "signing_public_key": b64(signing_pub),
-            "fingerprint": fp,
-            "release_public_key": b64(release.public_key().public_bytes_raw()),
-            "created": _ts(now),
-        }
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        sealed_signing = seal_with_passphrase(
-            signing.private_bytes_raw(), signing_passphrase, "authority signing key"
+        write_authority(
+            self.root,
+            mode="development" if dev else "production",
+            suite=suite,
+            epoch_hours=epoch_hours,
+            k=k,
+            keys=keys,
+            signing=signing,
+            signing_passphrase=signing_passphrase,
+            created=_ts(now),
         )
-        _write_file(self.root / "authority-signing.key", json.dumps(sealed_signing).encode(), True)
-        _write_file(self.root / "release.key", release.private_bytes_raw(), True)
-        _write_file(self.root / "authority.json", json.dumps(info, indent=1).encode(), False)
         return keys
 
     def authority_signer(self, passphrase: str | None = None) -> ed25519.Ed25519PrivateKey:

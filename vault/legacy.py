@@ -19,12 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault import crypto
 from vault.keys import (
-    AUTHORITY_FORMAT,
     EpochCertificate,
     KeyStoreError,
     TrusteeKey,
@@ -33,10 +32,10 @@ from vault.keys import (
     b64,
     fingerprint,
     load_public,
-    seal_with_passphrase,
     share_aad,
     share_digest,
     split_secret,
+    write_authority,
 )
 
 LEGACY_FORMAT = "keyframe-escrow-authority/1"
@@ -132,12 +131,18 @@ def migrate(
     del master
     save(keys)
     # from here on the old store is rewritten: new files first, then the old ones shredded
-    release = x25519.X25519PrivateKey.generate()
-    sealed_signing = seal_with_passphrase(
-        signing.private_bytes_raw(), signing_passphrase, "authority signing key"
+    write_authority(
+        root,
+        mode=info["mode"],
+        suite=suite,
+        epoch_hours=info["epoch_hours"],
+        k=k,
+        keys=keys,
+        signing=signing,
+        signing_passphrase=signing_passphrase,
+        created=info["created"],
+        extra={"migrated_from_master_key": now.isoformat()},
     )
-    _write_file(root / "authority-signing.key", json.dumps(sealed_signing).encode(), True)
-    _write_file(root / "release.key", release.private_bytes_raw(), True)
     for cert_path, key_path, cert, doc in plans:
         folder = epochs_dir / "_global"
         _write_file(folder / cert_path.name, cert_path.read_bytes(), False)
@@ -147,22 +152,6 @@ def migrate(
             moved.append(cert.epoch_id)
         _shred_file(key_path)
         cert_path.unlink()
-    new_info = {
-        "format": AUTHORITY_FORMAT,
-        "mode": info["mode"],
-        "suite": suite,
-        "epoch_hours": info["epoch_hours"],
-        "threshold": k,
-        "trustees": [
-            {"index": t.index, "name": t.name, "public_key": b64(t.public_key)} for t in keys
-        ],
-        "signing_public_key": b64(signing_pub),
-        "fingerprint": fp,
-        "release_public_key": b64(release.public_key().public_bytes_raw()),
-        "created": info["created"],
-        "migrated_from_master_key": now.isoformat(),
-    }
-    _write_file(root / "authority.json", json.dumps(new_info, indent=1).encode(), False)
     _shred_file(root / "signing.key.enc")
     _shred_file(root / "master.key")
     return keys, moved

@@ -26,6 +26,21 @@ def _passphrase(env: list[str], prompt: str, dev: bool) -> str:
 DEV_PASSPHRASE = "development"
 
 
+def _trustee_passphrases(names: list[str], dev: bool) -> list[tuple[str, str]]:
+    """Each trustee types their own (or ESCROW_TRUSTEE_PASSPHRASE_<i> in a script)."""
+    return [
+        (
+            name,
+            _passphrase(
+                [f"ESCROW_TRUSTEE_PASSPHRASE_{i}", "ESCROW_TRUSTEE_PASSPHRASE"],
+                f"passphrase for {name}'s key file",
+                dev,
+            ),
+        )
+        for i, name in enumerate(names, 1)
+    ]
+
+
 @keys_app.command("init")
 def keys_init(
     trustee_dir: Annotated[
@@ -78,17 +93,7 @@ def keys_init(
     paths = [folder / f"trustee-{i}.key" for i in range(1, trustees + 1)]
     if clash := [p for p in paths if p.exists()]:
         raise UserError(f"{clash[0]} exists: a key file is never overwritten")
-    pws = [
-        (
-            n,
-            _passphrase(
-                [f"ESCROW_TRUSTEE_PASSPHRASE_{i}", "ESCROW_TRUSTEE_PASSPHRASE"],
-                f"passphrase for {n}'s key file",
-                dev,
-            ),
-        )
-        for i, n in enumerate(names, 1)
-    ]
+    pws = _trustee_passphrases(names, dev)
     signing_pw = _passphrase(["ESCROW_AUTHORITY_PASSPHRASE"], "authority passphrase", dev)
     now = datetime.now(UTC)
     try:
@@ -182,17 +187,7 @@ def keys_migrate(
     paths = [trustee_dir / f"trustee-{i}.key" for i in range(1, n + 1)]
     if clash := [p for p in paths if p.exists()]:
         raise UserError(f"{clash[0]} exists: a key file is never overwritten")
-    pws = [
-        (
-            nm,
-            _passphrase(
-                [f"ESCROW_TRUSTEE_PASSPHRASE_{i}", "ESCROW_TRUSTEE_PASSPHRASE"],
-                f"passphrase for {nm}'s key file",
-                dev,
-            ),
-        )
-        for i, nm in enumerate(names, 1)
-    ]
+    pws = _trustee_passphrases(names, dev)
     signing_pw = _passphrase(["ESCROW_AUTHORITY_PASSPHRASE"], "authority passphrase", dev)
     try:
         keys, moved = migrate(
