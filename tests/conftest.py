@@ -116,6 +116,48 @@ def make_authority(root, t0, cameras=("cam-1", "cam-2"), epochs=3, k=2, suite="x
     return ks, dict(zip(TRUSTEES, keys, strict=True))
 
 
+def trustee_shares(ks, trustees, epoch_id: str) -> list[tuple[int, bytes]]:
+    """Each trustee unseals their own share of one (camera, epoch) key, as on their machine.
+    KeyStoreError once the epoch is shredded."""
+    import base64
+
+    from vault.keys import share_aad, unseal_share
+
+    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
+    sealed = ks.shares(epoch_id)["sealed_shares"]
+    return [
+        (
+            t.index,
+            unseal_share(
+                t.unlock(PASSPHRASE),
+                suite,
+                base64.b64decode(sealed[str(t.index)]),
+                share_aad(ks.fingerprint, cert, t.index),
+            ),
+        )
+        for t in trustees
+    ]
+
+
+def epoch_key_raw(ks, trustees, epoch_id: str) -> bytes:
+    """An epoch's private key rebuilt as the vault does at a release, from these trustees'
+    shares, checked against its certificate."""
+    import base64
+
+    from vault.keys import combine_secret, public_of
+
+    raw = combine_secret(trustee_shares(ks, trustees, epoch_id))
+    cert = ks.certificate(epoch_id)
+    assert public_of(cert.suite, raw) == base64.b64decode(cert.public_key)
+    return raw
+
+
+def epoch_key(ks, trustees, epoch_id: str):
+    from vault.keys import load_private
+
+    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
+
+
 class ApiVault:
     """A vault API over `db_url` with a production-mode authority (2 of 3 trustee keys), a
     fake clock, and one token per role (plus spares) made through the token store."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,51 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PASSPHRASE, make_authority
+from tests.conftest import PASSPHRASE, epoch_key, epoch_key_raw, make_authority
 from vault import audit, crypto, store
 from vault.db import make_engine, session_factory
 from vault.keys import (
     CameraKeyring,
-    KeyStore,
     KeyStoreError,
-    combine_secret,
     load_private,
-    public_of,
-    share_aad,
-    unseal_share,
 )
 from vault.models import KeyEpoch, SealedRecordRow
 from vault.retention import sweep
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # day 1 of the epochs
-
-
-def epoch_key_raw(ks: KeyStore, trustees, epoch_id: str) -> bytes:
-    """An epoch's private key rebuilt as the vault does at a release: each trustee unseals
-    their share (on their machine), the shares are combined and checked against the
-    certificate. KeyStoreError once the epoch is shredded."""
-    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
-    sealed = ks.shares(epoch_id)["sealed_shares"]
-    raw = combine_secret(
-        [
-            (
-                t.index,
-                unseal_share(
-                    t.unlock(PASSPHRASE),
-                    suite,
-                    base64.b64decode(sealed[str(t.index)]),
-                    share_aad(ks.fingerprint, cert, t.index),
-                ),
-            )
-            for t in trustees
-        ]
-    )
-    assert public_of(suite, raw) == base64.b64decode(cert.public_key)
-    return raw
-
-
-def epoch_key(ks: KeyStore, trustees, epoch_id: str):
-    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
 
 
 @pytest.fixture

@@ -12,54 +12,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import PASSPHRASE, make_authority
+from tests.conftest import PASSPHRASE, epoch_key, make_authority, trustee_shares
 from vault import crypto, store
 from vault.db import downgrade, make_engine, session_factory, upgrade
 from vault.keys import (
     CameraKeyring,
-    KeyStore,
     KeyStoreError,
     combine_secret,
     load_private,
     open_with_passphrase,
     public_of,
-    share_aad,
-    unseal_share,
 )
 
 NOW = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)
-
-
-def trustee_shares(ks: KeyStore, trustees, epoch_id: str) -> list[tuple[int, bytes]]:
-    """Each trustee unseals their own share of one (camera, epoch) key, as on their machine.
-    KeyStoreError once the epoch is shredded."""
-    suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
-    sealed = ks.shares(epoch_id)["sealed_shares"]
-    return [
-        (
-            t.index,
-            unseal_share(
-                t.unlock(PASSPHRASE),
-                suite,
-                base64.b64decode(sealed[str(t.index)]),
-                share_aad(ks.fingerprint, cert, t.index),
-            ),
-        )
-        for t in trustees
-    ]
-
-
-def epoch_key_raw(ks: KeyStore, trustees, epoch_id: str) -> bytes:
-    """The epoch's private key rebuilt from these trustees' shares (as the vault does at a
-    release), checked against its certificate."""
-    raw = combine_secret(trustee_shares(ks, trustees, epoch_id))
-    cert = ks.certificate(epoch_id)
-    assert public_of(cert.suite, raw) == base64.b64decode(cert.public_key)
-    return raw
-
-
-def epoch_key(ks: KeyStore, trustees, epoch_id: str):
-    return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
 
 
 @pytest.fixture
