@@ -15,19 +15,10 @@ from escrow.agent import CaptureAgent, CaptureConfig
 from escrow.detect import Detection
 from escrow.keyring import FreshKeyring
 from escrow.sources import Frame
-from tests.conftest import PASSPHRASE, make_authority
+from tests.conftest import epoch_key, make_authority
 from vault import crypto, store
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import (
-    CameraKeyring,
-    KeyRefused,
-    combine_secret,
-    load_private,
-    public_of,
-    share_aad,
-    unb64,
-    unseal_share,
-)
+from vault.keys import CameraKeyring, KeyRefused
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -71,27 +62,6 @@ class QualityFromPixel:
         return np.array([c[0, 0, 0] + 256.0 * c[0, 0, 1] for c in crops])
 
 
-def epoch_key(ks, trustee_keys, epoch_id: str):
-    """An epoch's private key rebuilt from two trustees' shares, as a release does: no master
-    key exists to derive it from."""
-    cert, doc = ks.certificate(epoch_id), ks.shares(epoch_id)
-    shares = [
-        (
-            key.index,
-            unseal_share(
-                key.unlock(PASSPHRASE),
-                key.suite,
-                unb64(doc["sealed_shares"][str(key.index)]),
-                share_aad(ks.fingerprint, cert, key.index),
-            ),
-        )
-        for key in trustee_keys[:2]
-    ]
-    raw = combine_secret(shares)
-    assert public_of(cert.suite, raw) == unb64(cert.public_key)
-    return load_private(cert.suite, raw)
-
-
 @pytest.fixture
 def vault(tmp_path):
     ks, trustees = make_authority(tmp_path / "keys", T0, ("cam", "cam-2"), epochs=1)
@@ -99,7 +69,7 @@ def vault(tmp_path):
     url = f"sqlite:///{tmp_path / 'v.db'}"
     upgrade(url)
     ring = FreshKeyring(CameraKeyring.load(tmp_path / "ring.json"), "cam")
-    opener = lambda epoch_id: epoch_key(ks, list(trustees.values()), epoch_id)  # noqa: E731
+    opener = lambda epoch_id: epoch_key(ks, list(trustees.values())[:2], epoch_id)  # noqa: E731
     return ks, ring, session_factory(make_engine(url)), opener
 
 

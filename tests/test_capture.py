@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,16 @@ import sqlalchemy as sa
 
 from vault import crypto, store
 from vault.db import make_engine, session_factory
-from vault.keys import KeyStore
+from vault.keys import (
+    KeyStore,
+    TrusteeKey,
+    combine_secret,
+    load_private,
+    public_of,
+    share_aad,
+    unb64,
+    unseal_share,
+)
 from vault.models import SealedRecordRow
 
 HAND_COUNT, TOLERANCE = 11, 4
@@ -35,6 +45,21 @@ def escrow(args, env, cwd):
         cwd=cwd,
         timeout=900,
     )
+
+
+def epoch_key(ks: KeyStore, trustee_files: list[Path], passphrase: str, epoch_id: str):
+    """An epoch's private key rebuilt from two trustees' key files, as a release does: no
+    master key exists to derive it from."""
+    cert, doc = ks.certificate(epoch_id), ks.shares(epoch_id)
+    shares = []
+    for path in trustee_files[:2]:
+        key = TrusteeKey.load(path)
+        sealed = unb64(doc["sealed_shares"][str(key.index)])
+        aad = share_aad(ks.fingerprint, cert, key.index)
+        shares.append((key.index, unseal_share(key.unlock(passphrase), key.suite, sealed, aad)))
+    raw = combine_secret(shares)
+    assert public_of(cert.suite, raw) == unb64(cert.public_key)
+    return load_private(cert.suite, raw)
 
 
 def stored_ids(url: str) -> list[str]:
@@ -71,8 +96,11 @@ def world(tmp_path_factory):
         "ESCROW_DATABASE_URL": f"sqlite:///{root / 'vault' / 'vault.db'}",
         "TMPDIR": str(root / "tmp"),
     }
-    assert escrow(["keys", "init", "--dev"], env, root).returncode == 0
-    assert escrow(["keys", "export-camera", root / "keyring.json"], env, root).returncode == 0
+    made = escrow(["keys", "init", "--dev", "--camera", "arcade", "--days", "3"], env, root)
+    assert made.returncode == 0, made.stderr
+    assert "no master key exists" in made.stdout
+    ring = escrow(["keys", "export-camera", root / "keyring.json", "--camera", "arcade"], env, root)
+    assert ring.returncode == 0, ring.stderr
     return root, env
 
 
@@ -100,15 +128,20 @@ def run(world, data_dir):
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     ks = KeyStore(root / "keys")
-    master = ks.master_from()
+    trustees = sorted((root / "keys" / "dev-trustees").glob("trustee-*.key"))
+    assert len(trustees) == 3
+    keys: dict = {}
     eng = make_engine(env["ESCROW_DATABASE_URL"])
     factory = session_factory(eng)
     with factory() as s:
         rows = s.scalars(sa.select(SealedRecordRow)).all()
     opened = {}
     for row in rows:
-        sealed = store.get(factory, row.id)
-        crop, meta = crypto.open(sealed, ks.epoch_private_key(master, row.epoch_id))
+        assert row.camera_id == "arcade" and row.epoch_id.startswith("arcade@")
+        if row.epoch_id not in keys:
+            keys[row.epoch_id] = epoch_key(ks, trustees, "development", row.epoch_id)
+        sealed = store.get(factory, row.id, row.camera_id)
+        crop, meta = crypto.open(sealed, keys[row.epoch_id])
         opened[row.id] = (crop, meta, row)
     eng.dispose()
     return summary, opened, clip
@@ -124,7 +157,11 @@ def test_summary_and_plausible_record_count(run):
         "records",
         "dropped_short",
         "faces_detected",
+        "keys_valid_until",
     }
+    # the keyring holds 3 days of this camera's epochs: it says until when it can seal
+    until = datetime.fromisoformat(summary["keys_valid_until"])
+    assert timedelta(days=2) < until - datetime.now(UTC) <= timedelta(days=3)
     assert summary["frames"] == 105 and summary["records"] == len(opened)
     assert abs(len(opened) - HAND_COUNT) <= TOLERANCE
     tracks = [meta["track_id"] for _, meta, _ in opened.values()]
@@ -258,6 +295,30 @@ def test_bad_inputs_fail_clearly_and_lose_nothing(run, world, tmp_path):
     assert r.returncode == 2 and "no camera keyring" in r.stderr
     ids = set(stored_ids(env["ESCROW_DATABASE_URL"]))
     assert ids == set(opened)  # nothing stored before was lost
+
+
+def test_capture_needs_an_explicit_keyring(world, tmp_path):
+    """No default keyring that could belong to another authority: without --keyring or
+    --vault-url, capture stops at once with one line (before it opens the source); so does a
+    keyring of another camera, or of an authority other than the pinned one."""
+    root, env = world
+    missing = tmp_path / "missing.mp4"
+    ring = root / "keyring.json"
+    fp = json.loads(ring.read_text())["authority_fingerprint"]
+    cases = [
+        ([], "no keyring: pass --keyring FILE"),
+        (["--keyring", ring, "--camera-id", "lobby"], "camera arcade's keyring, not lobby's"),
+        (["--keyring", ring, "--authority", "00" * 8], f"authority is {fp}, not the pinned"),
+    ]
+    for args, msg in cases:
+        cam = [] if "--camera-id" in args else ["--camera-id", "arcade"]
+        r = escrow(["capture", missing, *cam, *args], env, root)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (args, r.stderr[-500:])
+        assert len(lines) == 1 and msg in lines[0] and "no such file" not in r.stderr, args
+    pinned = ["--keyring", ring, "--authority", fp[:12].upper()]  # a prefix that matches
+    r = escrow(["capture", missing, "--camera-id", "arcade", *pinned], env, root)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(run, world, tmp_path):
