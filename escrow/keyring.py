@@ -10,6 +10,7 @@ camera seal to a key the authority did not sign.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -24,10 +25,12 @@ class FreshKeyring:
         fetch: Callable[[], dict] | None = None,
         refresh_before: timedelta = timedelta(days=7),
         log: Callable[[str], None] = lambda m: None,
+        retry_after: float = 300.0,
     ):
         self.ring, self.camera_id, self.fetch = ring, camera_id, fetch
-        self.refresh_before, self.log = refresh_before, log
+        self.refresh_before, self.log, self.retry_after = refresh_before, log, retry_after
         self.pinned = ring.authority_fingerprint
+        self._next_try = 0.0  # time.monotonic() before which no refresh is tried again
 
     @property
     def certs(self):
@@ -39,14 +42,17 @@ class FreshKeyring:
     def refresh(self) -> None:
         """Fetch this camera's certificates; keep the old ones if the vault is away or
         answers with another authority's key."""
-        if self.fetch is None:
+        if self.fetch is None or time.monotonic() < self._next_try:
             return
         try:
             new = CameraKeyring.from_dict(self.fetch())
         except (KeyStoreError, Exception) as exc:  # noqa: BLE001 - the vault may be away
-            self.log(f"keyring refresh failed: {exc}")
+            # not on every record while the vault is away: a dropped network blocks each try
+            self._next_try = time.monotonic() + self.retry_after
+            self.log(f"keyring refresh failed: {exc} (next try in {self.retry_after:.0f} s)")
             return
         if new.authority_fingerprint != self.pinned:
+            self._next_try = time.monotonic() + self.retry_after
             self.log(
                 f"keyring refresh refused: authority {new.authority_fingerprint[:16]} is not "
                 f"the pinned {self.pinned[:16]}"

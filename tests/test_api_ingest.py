@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import cv2
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from escrow.outbox import to_wire
@@ -143,6 +144,10 @@ def test_record_ids_are_unique_per_camera(api):
                 row = s.get(SealedRecordRow, (cam, rid))
                 assert row.ciphertext == base64.b64decode(rec["ciphertext"])
                 assert row.epoch_id == rec["epoch_id"] and row.epoch_id.startswith(f"{cam}@")
+        # max_records counts records, not ids: one id of two cameras is two records
+        w1 = api.warrant(["cam-1", "cam-2"], api.t0, api.t0 + timedelta(hours=1), max_records=1)
+        r = api.request(w1.json()["id"], [rid])
+        assert r.status_code == 403 and "allows 1 record" in r.json()["detail"], r.text
         # both stay openable, each with its own camera's key
         wid = api.warrant(["cam-1", "cam-2"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
         made = api.request(wid, [rid]).json()
@@ -153,6 +158,12 @@ def test_record_ids_are_unique_per_camera(api):
         assert out.status_code == 200, out.text
         got = {r["camera_id"]: base64.b64decode(r["jpeg"]) for r in out.json()["released"]}
         assert got == {"cam-1": my_crop, "cam-2": their_crop}
+        # and no downgrade to the id-only schema drops one of them silently
+        from vault.db import downgrade
+
+        url = api.ctx.engine.url.render_as_string(hide_password=False)
+        with pytest.raises(RuntimeError, match="cannot downgrade below 0004"):
+            downgrade(url, "0003")
     finally:
         # Migration 0004's downgrade (the fixture's teardown) cannot restore a primary key on
         # the id alone while two cameras share an id: leave one of them.

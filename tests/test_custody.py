@@ -388,7 +388,7 @@ def test_a_camera_refreshes_its_keyring_before_it_runs_out_and_only_from_its_aut
     other_ks, _ = make_authority(tmp_path / "other", api.t0, cameras=("cam-1",), epochs=5)
     answers = [other_ks.camera_keyring("cam-1"), ks.camera_keyring("cam-1")]
     log: list[str] = []
-    fresh = FreshKeyring(ring, "cam-1", fetch=lambda: answers.pop(0), log=log.append)
+    fresh = FreshKeyring(ring, "cam-1", fetch=lambda: answers.pop(0), log=log.append, retry_after=0)
     end = first[0].window()[1]
     assert fresh.valid_until(api.t0) == end
     fresh.key_for(api.t0)  # a week's margin: asks, gets another authority's keyring

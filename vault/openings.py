@@ -80,14 +80,16 @@ def approval_aad(request_id: str, request_digest: str, index: int, epoch_id: str
 
 
 def _committed(s: Session, w: Warrant, exclude: str | None = None) -> int:
-    """Records already asked for (pending) or released under this warrant."""
+    """Records already asked for (pending) or released under this warrant. Counted in
+    stored rows, not ids: ids are unique per camera, so one id may name a record of each
+    camera the warrant covers."""
     reqs = s.scalars(
         select(OpeningRequest).where(
             OpeningRequest.warrant_id == w.id, OpeningRequest.status.in_(("pending", "released"))
         )
     )
     return sum(
-        r.released_count if r.status == "released" else len(record_ids(r))
+        r.released_count if r.status == "released" else len(request_rows(s, r, w))
         for r in reqs
         if r.id != exclude
     )
@@ -119,7 +121,8 @@ def create(
         raise OpeningRefused("name at least one record to open", 422)
     if len(ids) > MAX_RECORDS_PER_REQUEST:
         raise OpeningRefused(f"at most {MAX_RECORDS_PER_REQUEST} records per request", 422)
-    found = {r.id for r in warrants.scoped_records(s, w, ids)}
+    rows = warrants.scoped_records(s, w, ids)
+    found = {r.id for r in rows}
     outside = [i for i in ids if i not in found]
     if outside:
         raise OpeningRefused(
@@ -129,7 +132,7 @@ def create(
         )
     if w.max_records is not None:
         committed = _committed(s, w)
-        if committed + len(ids) > w.max_records:
+        if committed + len(rows) > w.max_records:
             raise OpeningRefused(
                 f"warrant {w.id} allows {w.max_records} record(s); "
                 f"{committed} already requested or released"
@@ -343,14 +346,10 @@ def release(
         raise OpeningRefused("malformed fetch secret", 422) from exc
     if key.public_key().public_bytes_raw() != req.public_key:
         raise OpeningRefused("this fetch secret is not the one issued with the request")
-    if (
-        w.max_records is not None
-        and _committed(s, w, exclude=req.id) + len(record_ids(req)) > w.max_records
-    ):
-        raise OpeningRefused(f"warrant {w.id} allows {w.max_records} record(s) in all", 409)
-
     ids = record_ids(req)
     rows = request_rows(s, req, w)
+    if w.max_records is not None and _committed(s, w, exclude=req.id) + len(rows) > w.max_records:
+        raise OpeningRefused(f"warrant {w.id} allows {w.max_records} record(s) in all", 409)
     if s.get_bind().dialect.name == "postgresql" and rows:  # the sweeper skips locked rows
         s.execute(
             select(SealedRecordRow.id)

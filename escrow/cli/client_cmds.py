@@ -243,10 +243,16 @@ def request_fetch(
         {"fetch_secret": secret},
     )
     out.mkdir(parents=True, exist_ok=True)
-    for r in res["released"]:
-        (out / f"{r['record_id']}.jpg").write_bytes(base64.b64decode(r["jpeg"]))
+    ids = [r["record_id"] for r in res["released"]]
+    for r in res["released"]:  # ids are unique per camera: name the camera where one repeats
+        stem = (
+            r["record_id"]
+            if ids.count(r["record_id"]) == 1
+            else f"{r['camera_id']}--{r['record_id']}"
+        )
+        (out / f"{stem}.jpg").write_bytes(base64.b64decode(r["jpeg"]))
         for i, frame in enumerate(r["clip"]):
-            (out / f"{r['record_id']}.clip{i:03d}.jpg").write_bytes(base64.b64decode(frame))
+            (out / f"{stem}.clip{i:03d}.jpg").write_bytes(base64.b64decode(frame))
         r.pop("jpeg"), r.pop("clip")
     (out / "release.json").write_text(json.dumps(res, indent=1))
     path.unlink()

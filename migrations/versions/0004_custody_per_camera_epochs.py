@@ -51,6 +51,22 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Refused, with one clear line, where it would have to drop data: ids now shared by two
+    cameras, or per-camera epoch ids longer than the old column."""
+    bind = op.get_bind()
+    shared = bind.execute(
+        sa.text(
+            "SELECT count(*) FROM (SELECT id FROM sealed_records GROUP BY id HAVING count(*) > 1) d"
+        )
+    ).scalar()
+    long_ids = bind.execute(
+        sa.text("SELECT count(*) FROM key_epochs WHERE length(id) > 32")
+    ).scalar()
+    if shared or long_ids:
+        raise RuntimeError(
+            f"cannot downgrade below 0004: {shared} record id(s) are used by two cameras and "
+            f"{long_ids} epoch id(s) are per-camera; the old schema cannot hold them"
+        )
     with op.batch_alter_table("api_tokens") as b:
         b.drop_column("signature")
         b.drop_column("trustee_index")
