@@ -226,8 +226,17 @@ class ApiVault:
         headers = self.h(who) if who else {}
         return self.client.request(method, path, headers=headers, **kw)
 
-    def seal(self, camera: str, best_time, crop: bytes = b"", track: int = 1, quality=-100.0):
-        """A sealed record as a camera makes it (JPEG bytes of a small gray image if no crop)."""
+    def seal(
+        self,
+        camera: str,
+        best_time,
+        crop: bytes = b"",
+        track: int = 1,
+        quality=-100.0,
+        record_id: str | None = None,
+    ):
+        """A sealed record as a camera makes it (JPEG bytes of a small gray image if no crop;
+        a fresh record id unless given)."""
         import uuid
         from datetime import timedelta
 
@@ -246,7 +255,7 @@ class ApiVault:
         )
         key = ring.key_for(best_time, camera)
         header = crypto.RecordHeader(
-            str(uuid.uuid4()),
+            record_id or str(uuid.uuid4()),
             camera,
             key.cert.epoch_id,
             best_time - timedelta(seconds=2),

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from escrow.outbox import to_wire
-from vault import crypto, store
+from vault import store
 from vault.models import SealedRecordRow
 
 
@@ -96,23 +95,7 @@ def test_malformed_records_get_clear_4xx(api):
 
 def _seal_as(api, camera, best_time, record_id, track=1):
     """A record of `camera` sealed under a given record id, as a camera makes it."""
-    from vault.keys import CameraKeyring
-
-    _, crop = api.seal(camera, best_time, track=track)  # a fresh crop of this track
-    ring = CameraKeyring(
-        api.keystore.authority_public_raw(), api.keystore.certificates(camera), camera
-    )
-    key = ring.key_for(best_time, camera)
-    header = crypto.RecordHeader(
-        record_id,
-        camera,
-        key.cert.epoch_id,
-        best_time - timedelta(seconds=2),
-        best_time + timedelta(seconds=2),
-        best_time,
-    )
-    sealed = key.seal(crop, {"camera_id": camera}, header)
-    return to_wire(sealed, track, -100.0, key.cert.key_sha256), crop
+    return api.seal(camera, best_time, track=track, record_id=record_id)
 
 
 def test_record_ids_are_unique_per_camera(api):
