@@ -134,7 +134,8 @@ class CaptureAgent:
             meta["clip"] = {"frames": len(clip), "best_at": len(before), "fps": self.fps}
         sealed = key.seal(self._jpeg(cand.crop), meta, header, clip)
         now = self.clock()
-        store.put(self.factory, [(sealed, tr.id, cand.quality)], now, now + self.cfg.retention)
+        expires = store.expires_at(cand.time, self.cfg.retention)
+        store.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
         summary.record_ids.append(rid)
         if self.on_sealed:  # only after the transaction committed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +48,12 @@ def register_epochs(session: Session, certs: list[EpochCertificate]) -> int:
 def ensure_camera(session: Session, camera_id: str, now: datetime) -> None:
     if session.get(Camera, camera_id) is None:
         session.add(Camera(id=camera_id, created=now))
+
+
+def expires_at(best_time: datetime, retention: timedelta) -> datetime:
+    """The one retention rule, on the camera (its outbox) and in the vault alike: a record is
+    kept `retention` after its best frame was captured, not after it happened to be stored."""
+    return best_time + retention
 
 
 def row_from_sealed(

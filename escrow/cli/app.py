@@ -71,6 +71,17 @@ def load_scorer(weights: Path | None, samples: int):
         raise UserError(str(exc)) from exc
 
 
+def load_policy_or_exit(path: Path | None = None):
+    """The policy in force (PATH, else ESCROW_POLICY, else the shipped one); a bad file is
+    one line and exit 2."""
+    from policies.model import PolicyError, load_policy
+
+    try:
+        return load_policy(path or get_settings().policy)
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+
+
 def db_factory():
     from vault.db import make_engine, session_factory, upgrade
 

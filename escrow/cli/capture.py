@@ -14,6 +14,7 @@ from escrow.cli.app import (
     app,
     camera_keyring_path,
     err,
+    load_policy_or_exit,
     load_scorer,
     need_detector,
     setup_torch,
@@ -126,12 +127,8 @@ def run_capture(
         typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
         sys.stdout.flush()
 
-    from policies.model import PolicyError, load_policy
-
-    try:  # how long this camera's records are kept comes from the policy
-        retention = load_policy(get_settings().policy).retention.for_camera(camera_id)
-    except PolicyError as exc:
-        raise UserError(str(exc)) from exc
+    # how long this camera's records are kept comes from the policy
+    retention = load_policy_or_exit().retention.for_camera(camera_id)
     cfg = CaptureConfig(
         camera_id=camera_id,
         min_track_frames=min_track,

@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, app, db_factory, policy_app, retention_app
+from escrow.cli.app import (
+    UserError,
+    app,
+    db_factory,
+    load_policy_or_exit,
+    policy_app,
+    retention_app,
+)
 from escrow.settings import get_settings
 
 
@@ -26,17 +33,13 @@ def sweep(
     """Erase expired records not on legal hold; destroy keys of emptied, ended epochs."""
     from datetime import UTC, datetime
 
-    from policies.model import PolicyError, load_policy
     from vault.db import make_engine, upgrade
     from vault.keys import KeyStore
     from vault.retention import sweep as run_sweep
 
     if once == daemon:
         raise UserError("say --once or --daemon")
-    try:
-        pol = load_policy(policy or get_settings().policy)
-    except PolicyError as exc:
-        raise UserError(str(exc)) from exc
+    pol = load_policy_or_exit(policy)
     st = get_settings()
     upgrade(st.database_url)
 
@@ -107,13 +110,9 @@ def retention_report(
     """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
     from datetime import UTC, datetime
 
-    from policies.model import PolicyError, load_policy
     from vault.retention import report
 
-    try:
-        pol = load_policy(policy or get_settings().policy)
-    except PolicyError as exc:
-        raise UserError(str(exc)) from exc
+    pol = load_policy_or_exit(policy)
     rep = report(db_factory(), datetime.now(UTC), pol.legal_hold.after_warrant)
     typer.echo(json.dumps(rep, indent=1))
 

@@ -7,22 +7,18 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, app
+from escrow.cli.app import UserError, app, load_policy_or_exit
 from escrow.settings import get_settings
 
 
 def build_context(policy: Path | None, sweeper: bool):
-    from policies.model import PolicyError, load_policy
     from vault import store
     from vault.api import VaultContext
     from vault.db import make_engine, upgrade
     from vault.keys import KeyStore, KeyStoreError
 
     st = get_settings()
-    try:
-        pol = load_policy(policy or st.policy)
-    except PolicyError as exc:
-        raise UserError(str(exc)) from exc
+    pol = load_policy_or_exit(policy)
     ks = KeyStore(st.keys_dir)
     try:
         info = ks.info()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, db_app, db_factory, keys_app, tokens_app
+from escrow.cli.app import UserError, db_app, db_factory, keys_app, load_policy_or_exit, tokens_app
 from escrow.settings import get_settings
 
 
@@ -72,7 +72,6 @@ def keys_init(
     private halves exist only as shares sealed to the trustees. No master key is made."""
     from datetime import UTC, datetime
 
-    from policies.model import PolicyError, load_policy
     from vault.keys import KeyStore, KeyStoreError
 
     if threshold > trustees:
@@ -82,10 +81,7 @@ def keys_init(
         raise UserError(f"--trustee-name given {len(names)} times for {trustees} trustees")
     st = get_settings()
     if epoch_hours is None:
-        try:
-            epoch_hours = max(1, round(load_policy(st.policy).keys.epoch.total_seconds() / 3600))
-        except PolicyError as exc:
-            raise UserError(str(exc)) from exc
+        epoch_hours = max(1, round(load_policy_or_exit().keys.epoch.total_seconds() / 3600))
     ks = KeyStore(st.keys_dir)
     folder = trustee_dir or (ks.root / "dev-trustees" if dev else None)
     if folder is None:

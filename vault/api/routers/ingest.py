@@ -132,7 +132,9 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
                 rec.nonce,
                 rec.ciphertext,
             )
-            expires = rec.best_time + ctx.policy.retention.for_camera(rec.camera_id)
+            expires = store.expires_at(
+                rec.best_time, ctx.policy.retention.for_camera(rec.camera_id)
+            )
             new.append(store.row_from_sealed(sealed, rec.track_id, rec.quality, now, expires))
         store.ensure_camera(s, caller.name, now)
         s.add_all(new)
