@@ -90,9 +90,6 @@ def generate_keypair(suite: str) -> tuple[bytes, bytes]:
     raise ValueError(f"unknown suite: {suite}")
 
 
-generate_epoch_keypair = generate_keypair
-
-
 def load_public(suite: str, raw: bytes):
     if suite == "x25519":
         return x25519.X25519PublicKey.from_public_bytes(raw)
@@ -480,6 +477,7 @@ def write_authority(
 class KeyStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._info: dict | None = None
 
     @property
     def epochs_dir(self) -> Path:
@@ -489,6 +487,13 @@ class KeyStore:
         return (self.root / "authority.json").exists()
 
     def info(self) -> dict:
+        """authority.json, read once: it changes only at the ceremony, and every request of
+        the API asks for it (threshold, trustees, suite, release key)."""
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> dict:
         try:
             info = json.loads((self.root / "authority.json").read_text())
         except OSError as exc:

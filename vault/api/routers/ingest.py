@@ -14,6 +14,7 @@ from vault import audit, crypto, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import IngestIn, IngestOut, KeyringOut, SealedRecordIn
+from vault.keys import KeyStoreError
 from vault.models import KeyEpoch, SealedRecordRow
 
 router = APIRouter(tags=["ingest"])
@@ -56,8 +57,14 @@ def _check(rec: SealedRecordIn, epoch: KeyEpoch | None, max_ciphertext: int) -> 
 
 def _known_epochs(s, ctx, ids: set[str]) -> dict[str, KeyEpoch]:
     epochs = {e.id: e for e in s.scalars(select(KeyEpoch).where(KeyEpoch.id.in_(ids)))}
-    if ids - set(epochs):  # epochs added to the key store since the server started
-        store.register_epochs(s, ctx.keystore.certificates())
+    new = []
+    for epoch_id in ids - set(epochs):  # issued since the server started: read just those
+        try:
+            new.append(ctx.keystore.certificate(epoch_id))
+        except KeyStoreError:
+            continue  # unknown: _check refuses the record
+    if new:
+        store.register_epochs(s, new)
         s.flush()
         epochs = {e.id: e for e in s.scalars(select(KeyEpoch).where(KeyEpoch.id.in_(ids)))}
     return epochs
