@@ -24,13 +24,15 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from escrow.outbox import to_wire
+from escrow import sealing
+from escrow.keyring import CameraKeyring
+from escrow.sealing import to_wire
 from escrow.trustee import approval_body
 from policies.model import load_policy
-from vault import crypto, store, tokens
+from vault import store, tokens
 from vault.api import VaultContext, create_app
 from vault.db import downgrade, make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyStore
+from vault.keys import KeyStore
 
 CROP, BATCH = 20 * 1024, 50
 PASSPHRASE = "bench passphrase"
@@ -41,7 +43,7 @@ def sealed(key, n: int, t0: datetime, camera: str):
     out = []
     for i in range(n):
         t = t0 + timedelta(milliseconds=i)
-        h = crypto.RecordHeader(str(uuid.uuid4()), camera, key.cert.epoch_id, t, t, t)
+        h = sealing.RecordHeader(str(uuid.uuid4()), camera, key.cert.epoch_id, t, t, t)
         out.append((key.seal(os.urandom(CROP), {"i": i}, h), i, 1.0))
     return out
 

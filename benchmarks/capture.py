@@ -21,12 +21,13 @@ import torch
 
 from escrow.agent import CaptureAgent, CaptureConfig
 from escrow.detect import FrameDetector
+from escrow.keyring import CameraKeyring
 from escrow.settings import get_settings
 from escrow.sources import Source
 from vae.faces import FaceDetector
 from vae.score import QualityScorer
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyStore
+from vault.keys import KeyStore
 
 CAMERA = "bench"
 PASSPHRASE = "bench passphrase"

@@ -26,8 +26,10 @@ def rebuild(ks, keys: dict, epoch_id: str):
     """An epoch's private key from two trustees' shares (the peer only needs it once)."""
     import base64
 
+    from escrow.sealing import load_private, unseal_share
+    from escrow.trustee import share_aad
     from tests.conftest import PASSPHRASE
-    from vault.keys import combine_secret, load_private, share_aad, unseal_share
+    from vault.keys import combine_secret
 
     cert, doc, suite = ks.certificate(epoch_id), ks.shares(epoch_id), ks.info()["suite"]
     shares = []
@@ -67,7 +69,8 @@ def one_run(url: str, root: Path, records: int = 100) -> tuple[float, float]:
     assert out.status_code == 200 and len(out.json()["released"]) == records, out.text
 
     # the peer: the same records opened with the keys already in memory
-    from vault import crypto, store
+    from escrow import sealing
+    from vault import store
     from vault.models import SealedRecordRow
 
     with api.ctx.factory() as s:
@@ -76,7 +79,7 @@ def one_run(url: str, root: Path, records: int = 100) -> tuple[float, float]:
     epoch_keys = {e: rebuild(ks, keys, e) for e in {x.header.epoch_id for x in sealed}}
     start = time.perf_counter()
     for x in sealed:
-        crypto.open_all(x, epoch_keys[x.header.epoch_id])
+        sealing.open_all(x, epoch_keys[x.header.epoch_id])
     bare = time.perf_counter() - start
     api.client.close()
     api.ctx.engine.dispose()

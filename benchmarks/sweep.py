@@ -18,9 +18,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from escrow.sealing import KeyStoreError
 from policies.model import load_policy
 from vault.db import downgrade, make_engine, session_factory, upgrade
-from vault.keys import KeyStore, KeyStoreError
+from vault.keys import KeyStore
 from vault.models import Camera, KeyEpoch, SealedRecordRow
 from vault.retention import sweep
 from vault.store import register_epochs

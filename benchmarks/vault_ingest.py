@@ -23,16 +23,13 @@ import numpy as np
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault import crypto, store
+from escrow import sealing
+from escrow.keyring import CameraKeyring
+from escrow.sealing import load_private, unseal_share
+from escrow.trustee import share_aad
+from vault import store
 from vault.db import downgrade, make_engine, session_factory, upgrade
-from vault.keys import (
-    CameraKeyring,
-    KeyStore,
-    combine_secret,
-    load_private,
-    share_aad,
-    unseal_share,
-)
+from vault.keys import KeyStore, combine_secret
 
 CROP = 20 * 1024
 NOW = datetime.now(UTC)
@@ -62,7 +59,7 @@ def per_second(fn, n: int) -> float:
 def sealed_items(key, n: int):
     for i in range(n):
         t = NOW + timedelta(milliseconds=i)
-        h = crypto.RecordHeader(str(uuid.uuid4()), CAMERA, key.cert.epoch_id, t, t, t)
+        h = sealing.RecordHeader(str(uuid.uuid4()), CAMERA, key.cert.epoch_id, t, t, t)
         yield key.seal(os.urandom(CROP), {"track": i}, h), i, 1.0
 
 
@@ -94,7 +91,7 @@ def bench_db(url: str, ks: KeyStore, trustees: list, key, n: int) -> dict:
     lat = []
     for rid in random.Random(0).sample(ids, 300):
         t = time.perf_counter()
-        crypto.open(store.get(factory, rid), priv)
+        sealing.open(store.get(factory, rid), priv)
         lat.append((time.perf_counter() - t) * 1000)
     eng.dispose()
     downgrade(url, "base")
@@ -122,7 +119,7 @@ def main() -> None:
 
     crop = os.urandom(CROP)
     aes = AESGCM(AESGCM.generate_key(bit_length=256))
-    h = crypto.RecordHeader("r", CAMERA, key.cert.epoch_id, NOW, NOW, NOW)
+    h = sealing.RecordHeader("r", CAMERA, key.cert.epoch_id, NOW, NOW, NOW)
     print(f"crop size {CROP} bytes, suite {key.cert.suite}")
     raw = per_second(lambda: aes.encrypt(os.urandom(12), crop, b"a"), 5000)
     sealed = per_second(lambda: key.seal(crop, {}, h), 2000)

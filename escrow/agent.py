@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 import cv2
 
+from escrow import records, sealing
 from escrow.detect import FrameDetector
-from escrow.keyring import FreshKeyring
+from escrow.keyring import CameraKeyring, FreshKeyring
 from escrow.select import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
 from vae.framing import CAPTURE_MARGIN
-from vault import crypto, store
-from vault.keys import CameraKeyring
 
 RECORD_NS = uuid.UUID("8f6c3c1e-2b1d-4f3e-9a53-6f1b2f0c9d11")
 
@@ -111,10 +110,10 @@ class CaptureAgent:
         key = self.keyring.key_for(cand.time)  # KeyRefused stops capture: never plaintext
         if key.cert.epoch_id not in self._registered:  # a key the keyring fetched since
             with self.factory.begin() as s:
-                store.register_epochs(s, [key.cert])
+                records.register_epochs(s, [key.cert])
             self._registered.add(key.cert.epoch_id)
         rid = self._record_id(source_key, tr)
-        header = crypto.RecordHeader(
+        header = sealing.RecordHeader(
             rid, self.cfg.camera_id, key.cert.epoch_id, tr.first_seen, tr.last_seen, cand.time
         )
         meta = {
@@ -134,8 +133,8 @@ class CaptureAgent:
             meta["clip"] = {"frames": len(clip), "best_at": len(before), "fps": self.fps}
         sealed = key.seal(self._jpeg(cand.crop), meta, header, clip)
         now = self.clock()
-        expires = store.expires_at(cand.time, self.cfg.retention)
-        store.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
+        expires = records.expires_at(cand.time, self.cfg.retention)
+        records.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
         summary.record_ids.append(rid)
         if self.on_sealed:  # only after the transaction committed
@@ -154,7 +153,7 @@ class CaptureAgent:
             self.clips = ClipBuffers(max(1, round(self.cfg.clip_seconds * self.fps / 2)))
         source_key = source.identity
         with self.factory.begin() as s:
-            store.register_epochs(s, self.keyring.certs)
+            records.register_epochs(s, self.keyring.certs)
         self._registered = {c.epoch_id for c in self.keyring.certs}
         t0 = datetime.now(UTC)
         seen_tracks: set[int] = set()

@@ -10,7 +10,6 @@ refuses for good stays in the outbox and is reported, never dropped.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import threading
 import time
@@ -19,33 +18,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow import records, sealing
 from escrow.client import VaultClient, VaultError
-from vault import store
-from vault.crypto import SealedRecord
-from vault.models import KeyEpoch, SealedRecordRow
-
-
-def to_wire(sealed: SealedRecord, track_id: int, quality: float, epoch_key_sha256: str) -> dict:
-    """The JSON a camera posts. `epoch_key_sha256` names the public key it sealed to, so the
-    vault refuses a record sealed to another authority's key that carries a known name."""
-    h = sealed.header
-    b64 = base64.b64encode
-    return {
-        "record_id": h.record_id,
-        "camera_id": h.camera_id,
-        "epoch_id": h.epoch_id,
-        "epoch_key_sha256": epoch_key_sha256,
-        "first_seen": h.first_seen.isoformat(),
-        "last_seen": h.last_seen.isoformat(),
-        "best_time": h.best_time.isoformat(),
-        "version": h.version,
-        "suite": sealed.suite,
-        "track_id": track_id,
-        "quality": quality,
-        "sealed_key": b64(sealed.sealed_key).decode(),
-        "nonce": b64(sealed.nonce).decode(),
-        "ciphertext": b64(sealed.ciphertext).decode(),
-    }
+from escrow.records import KeyEpoch, SealedRecordRow
 
 
 @dataclass
@@ -87,7 +62,7 @@ class Sender:
                 )
             }
             return [
-                to_wire(store.sealed_from_row(r), r.track_id, r.quality, keys[r.epoch_id])
+                sealing.to_wire(records.sealed_from_row(r), r.track_id, r.quality, keys[r.epoch_id])
                 for r in rows
             ]
 
@@ -96,7 +71,7 @@ class Sender:
         acked = set(answer["stored"]) & {r["record_id"] for r in records}
         cams = {r["record_id"]: r["camera_id"] for r in records}
         for rid in sorted(acked):
-            store.delete(self.factory, [rid], cams[rid])  # only what the vault acknowledged
+            records.delete(self.factory, [rid], cams[rid])  # only what the vault acknowledged
         self.report.sent += len(acked)
 
     def drain_once(self) -> bool:

@@ -121,7 +121,8 @@ def trustee_shares(ks, trustees, epoch_id: str) -> list[tuple[int, bytes]]:
     KeyStoreError once the epoch is shredded."""
     import base64
 
-    from vault.keys import share_aad, unseal_share
+    from escrow.sealing import unseal_share
+    from escrow.trustee import share_aad
 
     suite, cert = ks.info()["suite"], ks.certificate(epoch_id)
     sealed = ks.shares(epoch_id)["sealed_shares"]
@@ -144,7 +145,8 @@ def epoch_key_raw(ks, trustees, epoch_id: str) -> bytes:
     shares, checked against its certificate."""
     import base64
 
-    from vault.keys import combine_secret, public_of
+    from escrow.sealing import public_of
+    from vault.keys import combine_secret
 
     raw = combine_secret(trustee_shares(ks, trustees, epoch_id))
     cert = ks.certificate(epoch_id)
@@ -153,7 +155,7 @@ def epoch_key_raw(ks, trustees, epoch_id: str) -> bytes:
 
 
 def epoch_key(ks, trustees, epoch_id: str):
-    from vault.keys import load_private
+    from escrow.sealing import load_private
 
     return load_private(ks.info()["suite"], epoch_key_raw(ks, trustees, epoch_id))
 
@@ -243,9 +245,9 @@ class ApiVault:
         import cv2
         import numpy as np
 
-        from escrow.outbox import to_wire
-        from vault import crypto
-        from vault.keys import CameraKeyring
+        from escrow import sealing
+        from escrow.keyring import CameraKeyring
+        from escrow.sealing import to_wire
 
         if not crop:
             img = (np.random.default_rng(track).random((48, 48)) * 255).astype(np.uint8)
@@ -254,7 +256,7 @@ class ApiVault:
             self.keystore.authority_public_raw(), self.keystore.certificates(camera), camera
         )
         key = ring.key_for(best_time, camera)
-        header = crypto.RecordHeader(
+        header = sealing.RecordHeader(
             record_id or str(uuid.uuid4()),
             camera,
             key.cert.epoch_id,

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault import crypto
+from escrow import sealing
 
 
 class KeyRefused(Exception):
@@ -136,9 +136,9 @@ class SealingKey:
         self,
         crop: bytes,
         meta: dict,
-        header: crypto.RecordHeader,
+        header: sealing.RecordHeader,
         attachments: list[bytes] | None = None,
-    ) -> crypto.SealedRecord:
+    ) -> sealing.SealedRecord:
         if header.epoch_id != self.cert.epoch_id:
             raise KeyRefused(f"record is for epoch {header.epoch_id}, key is {self.cert.epoch_id}")
         if not self.covers(header.best_time):
@@ -146,7 +146,7 @@ class SealingKey:
                 f"epoch key {self.cert.epoch_id} is not valid at {_ts(header.best_time)} "
                 f"(valid {self.cert.not_before} .. {self.cert.not_after}): refusing to seal"
             )
-        return crypto.seal(crop, meta, header, self._public, self.cert.suite, attachments)
+        return sealing.seal(crop, meta, header, self._public, self.cert.suite, attachments)
 
 
 class CameraKeyring:
@@ -279,7 +279,7 @@ class KeyStore:
         shown once and never stored) or [] in development mode."""
         if self.exists():
             raise KeyStoreError(f"an escrow authority already exists at {self.root}")
-        if suite not in crypto.SUITES:
+        if suite not in sealing.SUITES:
             raise ValueError(f"unknown suite: {suite}")
         master = AESGCM.generate_key(bit_length=256)
         signing = ed25519.Ed25519PrivateKey.generate()

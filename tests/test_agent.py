@@ -11,14 +11,16 @@ import cv2
 import numpy as np
 import pytest
 
+from escrow import sealing
 from escrow.agent import CaptureAgent, CaptureConfig
+from escrow.canonical import as_utc
 from escrow.detect import Detection
-from escrow.keyring import FreshKeyring
+from escrow.keyring import CameraKeyring, FreshKeyring
+from escrow.sealing import KeyRefused
 from escrow.sources import Frame
 from tests.conftest import epoch_key, make_authority
-from vault import crypto, store
+from vault import store
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring, KeyRefused
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -107,7 +109,7 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
     for rid in summary.record_ids:
         sealed = store.get(factory, rid, "cam")
         assert sealed.header.epoch_id == "cam@20261124T0000Z"  # the camera's own epoch key
-        crop, meta = crypto.open(sealed, opener(sealed.header.epoch_id))
+        crop, meta = sealing.open(sealed, opener(sealed.header.epoch_id))
         img = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
         got[meta["frames"]] = (meta, img)
     meta_a, _ = got[40]
@@ -159,7 +161,7 @@ def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
     summary = agent.run(src)
     assert summary.records == 1
     sealed = store.get(factory, summary.record_ids[0], "cam")
-    crop, meta, clip = crypto.open_all(sealed, opener(sealed.header.epoch_id))
+    crop, meta, clip = sealing.open_all(sealed, opener(sealed.header.epoch_id))
     assert meta["best_frame"] == 6 and meta["clip"] == {"frames": 7, "best_at": 3, "fps": 25.0}
     assert len(clip) == 7 and clip[3] == crop  # the best crop, in the middle of its clip
     assert len(set(clip)) == 7
@@ -181,5 +183,5 @@ def test_records_expire_after_the_cameras_retention(vault):
     with factory() as s:
         row = s.get(SealedRecordRow, ("cam", summary.record_ids[0]))
         # one rule for the camera and the vault: kept 24 h after the best frame was captured
-        best = store.as_utc(row.best_time)
-        assert best != now and store.as_utc(row.expires) == best + timedelta(hours=24)
+        best = as_utc(row.best_time)
+        assert best != now and as_utc(row.expires) == best + timedelta(hours=24)

@@ -21,8 +21,9 @@ import cv2
 import pytest
 import sqlalchemy as sa
 
+from escrow import sealing
 from tests.conftest import PASSPHRASE, ApiVault, LiveServer, epoch_key, free_port, make_authority
-from vault import audit, crypto, store, tokens
+from vault import audit, store, tokens
 from vault.db import make_engine, session_factory
 
 
@@ -167,7 +168,7 @@ def test_capture_send_warrant_approve_fetch(camera, db_url, tmp_path, detector):
     assert len(crops) == len(waiting)
     for path in crops:
         sealed = store.get(factory, path.stem)
-        crop, _ = crypto.open(sealed, epoch_key(ks, trustees, sealed.header.epoch_id))
+        crop, _ = sealing.open(sealed, epoch_key(ks, trustees, sealed.header.epoch_id))
         assert path.read_bytes() == crop
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         assert detector.detect(rgb), f"no face in released crop {path.name}"
@@ -198,7 +199,7 @@ def test_a_keyring_of_another_authority_is_refused_at_ingest(db_url, tmp_path, s
     and its keyring is not refreshed from a vault of another authority."""
     from sqlalchemy import select
 
-    from escrow.outbox import to_wire
+    from escrow.sealing import to_wire
     from vault.models import KeyEpoch, SealedRecordRow
 
     api = ApiVault(db_url, tmp_path)
@@ -278,7 +279,7 @@ def test_a_keyring_of_another_authority_is_refused_at_ingest(db_url, tmp_path, s
     eng = make_engine(outbox_url)
     sealed = store.get(session_factory(eng), row.id, "cam-1")
     eng.dispose()
-    crop, meta = crypto.open(sealed, epoch_key(other, list(other_keys.values()), row.epoch_id))
+    crop, meta = sealing.open(sealed, epoch_key(other, list(other_keys.values()), row.epoch_id))
     assert crop.startswith(b"\xff\xd8") and meta["camera_id"] == "cam-1"
 
 

@@ -114,9 +114,9 @@ def test_expired_and_revoked_warrants_release_nothing(api):
 
 
 def test_approval_rules(api):
+    from escrow.sealing import KeyStoreError
     from escrow.trustee import ReviewRejected, approval_body
     from tests.conftest import PASSPHRASE
-    from vault.keys import KeyStoreError
 
     recs, _ = _stored(api, 2)
     ids = [r["record_id"] for r in recs]

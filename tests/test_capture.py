@@ -18,18 +18,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from vault import crypto, store
+from escrow import sealing
+from escrow.sealing import load_private, public_of, unb64, unseal_share
+from escrow.trustee import TrusteeKey, share_aad
+from vault import store
 from vault.db import make_engine, session_factory
-from vault.keys import (
-    KeyStore,
-    TrusteeKey,
-    combine_secret,
-    load_private,
-    public_of,
-    share_aad,
-    unb64,
-    unseal_share,
-)
+from vault.keys import KeyStore, combine_secret
 from vault.models import SealedRecordRow
 
 HAND_COUNT, TOLERANCE = 11, 4
@@ -141,7 +135,7 @@ def run(world, data_dir):
         if row.epoch_id not in keys:
             keys[row.epoch_id] = epoch_key(ks, trustees, "development", row.epoch_id)
         sealed = store.get(factory, row.id, row.camera_id)
-        crop, meta = crypto.open(sealed, keys[row.epoch_id])
+        crop, meta = sealing.open(sealed, keys[row.epoch_id])
         opened[row.id] = (crop, meta, row)
     eng.dispose()
     return summary, opened, clip

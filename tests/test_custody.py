@@ -16,19 +16,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from escrow import sealing
+from escrow.sealing import KeyStoreError, load_private, public_of, unb64, unseal_share
+from escrow.trustee import approval_aad, share_aad
 from tests.conftest import PASSPHRASE, free_port
-from vault import crypto
-from vault.keys import (
-    KeyStoreError,
-    combine_secret,
-    load_private,
-    public_of,
-    share_aad,
-    unb64,
-    unseal_share,
-)
+from vault.keys import combine_secret
 from vault.models import Approval, OpeningRequest
-from vault.openings import approval_aad, digest
+from vault.openings import digest
 
 
 def _stored(api, n, camera="cam-1", minutes=10):
@@ -73,8 +67,8 @@ def test_a_database_copy_with_the_fetch_secret_or_one_trustee_key_opens_nothing(
     # 1. the copy and the fetch secret: the inner layer is sealed to the vault's release key
     guessed_release = x25519.X25519PrivateKey.generate()
     for idx, blobs in copy:
-        with pytest.raises(crypto.IntegrityError):
-            crypto.open_share_for_release(
+        with pytest.raises(sealing.IntegrityError):
+            sealing.open_share_for_release(
                 base64.b64decode(blobs[epoch]),
                 fetch_key,
                 guessed_release,
@@ -82,8 +76,8 @@ def test_a_database_copy_with_the_fetch_secret_or_one_trustee_key_opens_nothing(
             )
     # 2. the copy and the key store (release key) but no fetch secret
     for idx, blobs in copy:
-        with pytest.raises(crypto.IntegrityError):
-            crypto.open_share_for_release(
+        with pytest.raises(sealing.IntegrityError):
+            sealing.open_share_for_release(
                 base64.b64decode(blobs[epoch]),
                 x25519.X25519PrivateKey.generate(),
                 api.keystore.release_key(),
@@ -93,7 +87,7 @@ def test_a_database_copy_with_the_fetch_secret_or_one_trustee_key_opens_nothing(
     both = [
         (
             idx,
-            crypto.open_share_for_release(
+            sealing.open_share_for_release(
                 base64.b64decode(blobs[epoch]),
                 fetch_key,
                 api.keystore.release_key(),
@@ -334,15 +328,16 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
 
 def test_a_rebuilt_key_never_reaches_disk_and_epoch_keys_are_per_camera(api):
     """The certificates name their camera; a camera cannot seal to another camera's key."""
-    from vault.keys import CameraKeyring, KeyRefused
+    from escrow.keyring import CameraKeyring
+    from escrow.sealing import KeyRefused
 
     ring = CameraKeyring(api.keystore.authority_public_raw(), api.keystore.certificates(), "cam-1")
     assert ring.certs and all(c.camera_id == "cam-1" for c in ring.certs)
     other = api.keystore.certificates("cam-2")[0]
-    from vault.keys import SealingKey
+    from escrow.keyring import SealingKey
 
     key = SealingKey(other, api.keystore.authority_public())
-    header = crypto.RecordHeader(
+    header = sealing.RecordHeader(
         "00000000-0000-4000-8000-000000000001",
         "cam-1",
         other.epoch_id,
@@ -378,9 +373,9 @@ def test_an_epoch_key_outlives_its_epoch_while_a_camera_may_still_deliver(api):
 def test_a_camera_refreshes_its_keyring_before_it_runs_out_and_only_from_its_authority(
     api, tmp_path
 ):
-    from escrow.keyring import FreshKeyring
+    from escrow.keyring import CameraKeyring, FreshKeyring
+    from escrow.sealing import KeyRefused
     from tests.conftest import make_authority
-    from vault.keys import CameraKeyring, KeyRefused
 
     ks = api.keystore
     first = ks.certificates("cam-1")[:1]

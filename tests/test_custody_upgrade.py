@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from escrow import sealing
+from escrow.trustee import TrusteeKey
 from tests import legacy_authority_v1 as v1
 from tests.conftest import PASSPHRASE, TRUSTEES, ApiVault
-from vault import crypto
 from vault.db import downgrade, upgrade
-from vault.keys import KeyStore, TrusteeKey
+from vault.keys import KeyStore
 
 
 def _old_vault(db_url, keys_dir, t0):
@@ -29,7 +30,7 @@ def _old_vault(db_url, keys_dir, t0):
     ring = v1.CameraKeyring(base64.b64decode(ks.info()["signing_public_key"]), ks.certificates())
     best = t0 + timedelta(minutes=10)
     key = ring.key_for(best)
-    header = crypto.RecordHeader(
+    header = sealing.RecordHeader(
         str(uuid.uuid4()), "cam-1", key.cert.epoch_id, best - timedelta(seconds=2), best, best
     )
     crop = b"\xff\xd8\xff old jpeg bytes"

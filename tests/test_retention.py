@@ -9,14 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from escrow import sealing
+from escrow.keyring import CameraKeyring
+from escrow.sealing import KeyStoreError, load_private
 from tests.conftest import PASSPHRASE, epoch_key, epoch_key_raw, make_authority
-from vault import audit, crypto, store
+from vault import audit, store
 from vault.db import make_engine, session_factory
-from vault.keys import (
-    CameraKeyring,
-    KeyStoreError,
-    load_private,
-)
 from vault.models import KeyEpoch, SealedRecordRow
 from vault.retention import sweep
 
@@ -36,7 +34,7 @@ def world(db_url, tmp_path):
 
     def add(t: datetime, keep: timedelta, payload: bytes = b"\xff\xd8\xff" + b"x" * 500):
         key = ring.key_for(t, "cam")
-        h = crypto.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, t, t, t)
+        h = sealing.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, t, t, t)
         sealed = key.seal(payload, {}, h)
         store.put(factory, [(sealed, 1, 1.0)], t, t + keep)
         return sealed
@@ -85,7 +83,7 @@ def test_epoch_key_destroyed_only_with_its_last_record_and_after_it_ended(world)
     assert late.header.epoch_id == epoch
     r = sweep(eng, ks, T0 + timedelta(hours=2))  # epoch still running, one record left
     assert r.shredded == []
-    assert crypto.open(late, epoch_key(ks, trustees[:2], epoch))[0].startswith(b"\xff\xd8\xff")
+    assert sealing.open(late, epoch_key(ks, trustees[:2], epoch))[0].startswith(b"\xff\xd8\xff")
     r = sweep(eng, ks, T0 + timedelta(hours=20))  # epoch over, but `late` remains
     assert r.shredded == []
     r = sweep(eng, ks, T0 + timedelta(hours=40))
@@ -186,7 +184,7 @@ def test_daemon_catches_up_at_start_and_keeps_sweeping(world, db_url, tmp_path):
         store.register_epochs(s, ks.certificates())
     (tmp_path / "ring2.json").write_text(json.dumps(ks.camera_keyring("cam")))
     key = CameraKeyring.load(tmp_path / "ring2.json").key_for(now, "cam")
-    h = crypto.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, now, now, now)
+    h = sealing.RecordHeader(str(uuid.uuid4()), "cam", key.cert.epoch_id, now, now, now)
     store.put(factory, [(key.seal(b"x", {}, h), 1, 1.0)], now, now - timedelta(seconds=1))
     pol = tmp_path / "p.toml"
     pol.write_text('[sweep]\nevery = "1m"\n')
@@ -238,7 +236,7 @@ def test_backup_from_before_a_sweep_cannot_open_the_shredded_epoch(world, tmp_pa
     for s in sealed:
         old = store.get(backup, s.header.record_id, "cam")  # still in the backup...
         assert old.ciphertext == s.ciphertext  # intact: the key from before would open it
-        assert crypto.open(old, load_private(ks.info()["suite"], key))[0][:3] == b"\xff\xd8\xff"
+        assert sealing.open(old, load_private(ks.info()["suite"], key))[0][:3] == b"\xff\xd8\xff"
         with pytest.raises(KeyStoreError, match="destroyed"):  # ...and unopenable, even to
-            crypto.open(old, epoch_key(ks, trustees, old.header.epoch_id))  # all n trustees
+            sealing.open(old, epoch_key(ks, trustees, old.header.epoch_id))  # all n trustees
     assert key[:16] not in (tmp_path / "backup.db").read_bytes()  # nor was the key in it

@@ -14,9 +14,9 @@ import httpx
 from conftest import free_port, make_authority
 from sqlalchemy import func, select
 
+from escrow.keyring import CameraKeyring
 from vault import audit, store
 from vault.db import make_engine, session_factory, upgrade
-from vault.keys import CameraKeyring
 from vault.models import SealedRecordRow
 
 
@@ -35,7 +35,7 @@ def test_serve_runs_the_api_and_catches_up_on_sweeps(tmp_path):
     ring = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam"), "cam")
     with factory.begin() as s:
         store.register_epochs(s, ks.certificates())
-    from vault.crypto import RecordHeader
+    from escrow.sealing import RecordHeader
 
     for i, age in enumerate(days * 24 for days in (4, 4, 1)):  # two past 72 h, one not
         t = now - timedelta(hours=age)

@@ -11,23 +11,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import PASSPHRASE, epoch_key, make_authority, trustee_shares
-from vault import crypto
-from vault.keys import (
-    CameraKeyring,
-    EpochCertificate,
+from escrow import sealing
+from escrow.keyring import CameraKeyring, EpochCertificate
+from escrow.sealing import (
     KeyRefused,
-    KeyStore,
     KeyStoreError,
-    combine_secret,
     generate_keypair,
     open_with_passphrase,
     public_of,
-    share_aad,
-    share_digest,
-    split_secret,
     unseal_share,
 )
+from escrow.trustee import share_aad, share_digest
+from tests.conftest import PASSPHRASE, epoch_key, make_authority, trustee_shares
+from vault.keys import KeyStore, combine_secret, split_secret
 
 NOW = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)
 
@@ -50,7 +46,7 @@ def crops(celeba_dir):
 
 
 def header(epoch_id, rid="rec-1", t=NOW, camera="cam-A"):
-    return crypto.RecordHeader(rid, camera, epoch_id, t - timedelta(seconds=3), t, t)
+    return sealing.RecordHeader(rid, camera, epoch_id, t - timedelta(seconds=3), t, t)
 
 
 def test_real_crops_round_trip(authority, crops):
@@ -61,7 +57,7 @@ def test_real_crops_round_trip(authority, crops):
         meta = {"track": i, "quality": 1234.5, "box": [1, 2, 3, 4]}
         sealed = key.seal(jpeg, meta, header(key.cert.epoch_id, f"rec-{i}"))
         assert jpeg not in sealed.ciphertext and b"\xff\xd8\xff" not in sealed.ciphertext
-        assert crypto.open(sealed, priv) == (jpeg, meta)
+        assert sealing.open(sealed, priv) == (jpeg, meta)
 
 
 def test_every_tamper_case_is_an_integrity_error(authority, crops):
@@ -91,19 +87,19 @@ def test_every_tamper_case_is_an_integrity_error(authority, crops):
         "epoch id": dataclasses.replace(a, header=dataclasses.replace(h, epoch_id="other")),
     }
     for name, bad in cases.items():
-        with pytest.raises(crypto.IntegrityError):
-            crypto.open(bad, priv)
+        with pytest.raises(sealing.IntegrityError):
+            sealing.open(bad, priv)
             pytest.fail(name)
     # the key of the camera's next epoch, and another camera's key of the same moment
     other_epoch = ring.key_for(NOW + timedelta(days=1), "cam-A").cert.epoch_id
-    with pytest.raises(crypto.IntegrityError):
-        crypto.open(a, epoch_key(ks, trustees[:2], other_epoch))
+    with pytest.raises(sealing.IntegrityError):
+        sealing.open(a, epoch_key(ks, trustees[:2], other_epoch))
     cam_b = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-B"), "cam-B")
     other_camera = cam_b.key_for(NOW, "cam-B").cert.epoch_id
     assert other_camera != key.cert.epoch_id
-    with pytest.raises(crypto.IntegrityError):
-        crypto.open(a, epoch_key(ks, trustees[:2], other_camera))
-    assert crypto.open(a, priv)[0] == crops[0]  # the untouched record still opens
+    with pytest.raises(sealing.IntegrityError):
+        sealing.open(a, epoch_key(ks, trustees[:2], other_camera))
+    assert sealing.open(a, priv)[0] == crops[0]  # the untouched record still opens
 
 
 def test_camera_refuses_unsigned_forged_or_expired_keys(authority, tmp_path):
@@ -269,7 +265,7 @@ def test_shredding_makes_the_epoch_unopenable(authority, crops):
     key = ring.key_for(NOW, "cam-A")
     epoch = key.cert.epoch_id
     sealed = key.seal(crops[0], {}, header(epoch))
-    assert crypto.open(sealed, epoch_key(ks, trustees[:2], epoch))[0] == crops[0]
+    assert sealing.open(sealed, epoch_key(ks, trustees[:2], epoch))[0] == crops[0]
     shares_file = ks.epochs_dir / "cam-A" / f"{epoch.rpartition('@')[2]}.shares.json"
     old = json.loads(shares_file.read_bytes())["sealed_shares"]
     assert ks.shred(epoch)
@@ -287,6 +283,6 @@ def test_shredding_makes_the_epoch_unopenable(authority, crops):
     # the camera's other epochs and the other camera's keys are untouched
     nxt = ring.key_for(NOW + timedelta(days=1), "cam-A")
     later = nxt.seal(crops[1], {}, header(nxt.cert.epoch_id, t=NOW + timedelta(days=1)))
-    assert crypto.open(later, epoch_key(ks, trustees[1:], nxt.cert.epoch_id))[0] == crops[1]
+    assert sealing.open(later, epoch_key(ks, trustees[1:], nxt.cert.epoch_id))[0] == crops[1]
     for c in ks.certificates("cam-B"):
         assert epoch_key(ks, trustees[:2], c.epoch_id)

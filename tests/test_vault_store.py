@@ -12,17 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from escrow import sealing
+from escrow.keyring import CameraKeyring
+from escrow.sealing import KeyStoreError, load_private, open_with_passphrase, public_of
 from tests.conftest import PASSPHRASE, epoch_key, make_authority, trustee_shares
-from vault import crypto, store
+from vault import store
 from vault.db import downgrade, make_engine, session_factory, upgrade
-from vault.keys import (
-    CameraKeyring,
-    KeyStoreError,
-    combine_secret,
-    load_private,
-    open_with_passphrase,
-    public_of,
-)
+from vault.keys import combine_secret
 
 NOW = datetime(2026, 11, 24, 13, 30, tzinfo=UTC)
 
@@ -47,7 +43,7 @@ def seal_all(ring, jpegs, camera="cam-A", ids=None):
         t = NOW + timedelta(minutes=i)
         key = ring.key_for(t, camera)
         rid = ids[i] if ids else str(uuid.uuid4())
-        h = crypto.RecordHeader(rid, camera, key.cert.epoch_id, t - timedelta(seconds=2), t, t)
+        h = sealing.RecordHeader(rid, camera, key.cert.epoch_id, t - timedelta(seconds=2), t, t)
         out.append((key.seal(jpeg, {"track": i}, h), i, float(i)))
     return out
 
@@ -80,7 +76,7 @@ def test_store_round_trip_list_and_delete(db_url, authority, jpegs):
         assert got == sealed
         epoch = got.header.epoch_id
         keys.setdefault(epoch, epoch_key(ks, trustees[:2], epoch))
-        assert crypto.open(got, keys[epoch])[0] == jpegs[n]
+        assert sealing.open(got, keys[epoch])[0] == jpegs[n]
     # record ids are unique per camera: cam-B may use an id cam-A has used, and each camera's
     # record opens only with that camera's own epoch key
     ring_b = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-B"), "cam-B")
@@ -91,9 +87,9 @@ def test_store_round_trip_list_and_delete(db_url, authority, jpegs):
     assert a_rec.ciphertext == items[0][0].ciphertext
     assert b_rec.ciphertext == b_items[0][0].ciphertext
     b_key = epoch_key(ks, trustees[1:], b_rec.header.epoch_id)
-    assert crypto.open(b_rec, b_key)[0] == jpegs[5]
-    with pytest.raises(crypto.IntegrityError):
-        crypto.open(a_rec, b_key)
+    assert sealing.open(b_rec, b_key)[0] == jpegs[5]
+    with pytest.raises(sealing.IntegrityError):
+        sealing.open(a_rec, b_key)
     assert store.delete(factory, [twin], "cam-B") == 1
     assert store.get(factory, twin, "cam-A").ciphertext == items[0][0].ciphertext
     with pytest.raises(store.StoreError):
@@ -263,7 +259,7 @@ def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority,
     shares = trustee_shares(ks, trustees, epoch)  # what the trustees could unseal before
     sealed_shares = ks.shares(epoch)["sealed_shares"].values()
     key = load_private(ks.info()["suite"], combine_secret(shares[:2]))
-    assert crypto.open(store.get(factory, items[0][0].header.record_id), key)[0] == jpegs[0]
+    assert sealing.open(store.get(factory, items[0][0].header.record_id), key)[0] == jpegs[0]
     assert ks.shred(epoch)
     store.mark_epoch_destroyed(factory, epoch, NOW)
 

@@ -29,261 +29,35 @@ the live database and in any backup of it, is then unreadable to anyone, trustee
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from vault import crypto
+from escrow.canonical import as_utc
+from escrow.keyring import EpochCertificate, epoch_name
+from escrow.sealing import (
+    SUITES,
+    KeyStoreError,
+    b64,
+    fingerprint,
+    generate_keypair,
+    load_public,
+    open_with_passphrase,
+    seal_share_to_trustee,
+    seal_with_passphrase,
+    unb64,
+)
+from escrow.trustee import TrusteeKey, share_aad, share_digest
 
 AUTHORITY_FORMAT = "keyframe-escrow-authority/2"
-TRUSTEE_KEY_FORMAT = "keyframe-escrow-trustee-key/1"
-
-
-class KeyRefused(Exception):
-    """The camera will not seal: no valid, signed epoch key for this moment."""
-
-
-class KeyStoreError(Exception):
-    """The key store is missing or incomplete, or a key file or passphrase is wrong."""
-
-
-def b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def unb64(s: str) -> bytes:
-    return base64.b64decode(s)
 
 
 def _ts(d: datetime) -> str:
-    return d.astimezone(UTC).isoformat()
-
-
-def fingerprint(public_raw: bytes) -> str:
-    """What people compare by eye: SHA-256 of a public key, hex."""
-    return hashlib.sha256(public_raw).hexdigest()
-
-
-# --- key pairs, per suite -----------------------------------------------------------------
-
-
-def generate_keypair(suite: str) -> tuple[bytes, bytes]:
-    """-> (private bytes, public bytes) in this project's raw encoding for the suite."""
-    if suite == "x25519":
-        sk = x25519.X25519PrivateKey.generate()
-        return sk.private_bytes_raw(), sk.public_key().public_bytes_raw()
-    if suite == "mlkem768-x25519":
-        m, x = mlkem.MLKEM768PrivateKey.generate(), x25519.X25519PrivateKey.generate()
-        priv = m.private_bytes_raw() + x.private_bytes_raw()  # 64-byte seed || 32
-        pub = m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
-        return priv, pub
-    raise ValueError(f"unknown suite: {suite}")
-
-
-def load_public(suite: str, raw: bytes):
-    if suite == "x25519":
-        return x25519.X25519PublicKey.from_public_bytes(raw)
-    if suite == "mlkem768-x25519":
-        return hpke.MLKEM768X25519PublicKey(
-            mlkem.MLKEM768PublicKey.from_public_bytes(raw[:-32]),
-            x25519.X25519PublicKey.from_public_bytes(raw[-32:]),
-        )
-    raise ValueError(f"unknown suite: {suite}")
-
-
-def load_private(suite: str, raw: bytes):
-    if suite == "x25519":
-        return x25519.X25519PrivateKey.from_private_bytes(raw)
-    if suite == "mlkem768-x25519":
-        return hpke.MLKEM768X25519PrivateKey(
-            mlkem.MLKEM768PrivateKey.from_seed_bytes(raw[:64]),
-            x25519.X25519PrivateKey.from_private_bytes(raw[64:]),
-        )
-    raise ValueError(f"unknown suite: {suite}")
-
-
-def public_of(suite: str, private_raw: bytes) -> bytes:
-    """The public key of a private key in raw encoding: checks a rebuilt key is the one."""
-    if suite == "x25519":
-        return (
-            x25519.X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
-        )
-    if suite == "mlkem768-x25519":
-        m = mlkem.MLKEM768PrivateKey.from_seed_bytes(private_raw[:64])
-        x = x25519.X25519PrivateKey.from_private_bytes(private_raw[64:])
-        return m.public_key().public_bytes_raw() + x.public_key().public_bytes_raw()
-    raise ValueError(f"unknown suite: {suite}")
-
-
-# --- passphrase-sealed secrets (trustee keys, the authority's signing key) ----------------
-
-
-def _passphrase_key(passphrase: str, salt: bytes) -> bytes:
-    return Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode())
-
-
-def seal_with_passphrase(secret: bytes, passphrase: str, purpose: str) -> dict:
-    salt, nonce = os.urandom(16), os.urandom(12)
-    ct = AESGCM(_passphrase_key(passphrase, salt)).encrypt(nonce, secret, purpose.encode())
-    return {"kdf": "scrypt-n15-r8-p1", "salt": b64(salt), "nonce": b64(nonce), "sealed": b64(ct)}
-
-
-def open_with_passphrase(box: dict, passphrase: str, purpose: str) -> bytes:
-    try:
-        key = _passphrase_key(passphrase, unb64(box["salt"]))
-        return AESGCM(key).decrypt(unb64(box["nonce"]), unb64(box["sealed"]), purpose.encode())
-    except (InvalidTag, KeyError, ValueError) as exc:
-        raise KeyStoreError(f"wrong passphrase for the {purpose}") from exc
-
-
-# --- signed epoch certificates: what a camera holds ---------------------------------------
-
-
-def epoch_name(camera_id: str, start: datetime) -> str:
-    return f"{camera_id}@{start.astimezone(UTC):%Y%m%dT%H%MZ}"
-
-
-@dataclass(frozen=True)
-class EpochCertificate:
-    epoch_id: str
-    suite: str
-    not_before: str  # ISO 8601 UTC
-    not_after: str
-    public_key: str  # base64
-    signature: str = ""  # base64 Ed25519 over body()
-    camera_id: str = ""  # "" only for global epochs made before per-camera keys (legacy)
-
-    def body(self) -> bytes:
-        d = {k: v for k, v in asdict(self).items() if k != "signature"}
-        if not d["camera_id"]:  # a legacy certificate was signed without the field
-            del d["camera_id"]
-        return b"keyframe-escrow/epoch\x00" + json.dumps(d, sort_keys=True).encode()
-
-    def window(self) -> tuple[datetime, datetime]:
-        return datetime.fromisoformat(self.not_before), datetime.fromisoformat(self.not_after)
-
-    @property
-    def key_sha256(self) -> str:
-        return fingerprint(unb64(self.public_key))
-
-    def verify(self, authority: ed25519.Ed25519PublicKey) -> None:
-        try:
-            authority.verify(unb64(self.signature), self.body())
-        except (InvalidSignature, ValueError) as exc:
-            raise KeyRefused(
-                f"epoch key {self.epoch_id} is not signed by the escrow authority: refusing "
-                "to use it"
-            ) from exc
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EpochCertificate:
-        return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
-
-
-class SealingKey:
-    """Camera side: a verified epoch public key. Can seal; holds nothing that can open."""
-
-    def __init__(self, cert: EpochCertificate, authority: ed25519.Ed25519PublicKey):
-        cert.verify(authority)
-        self.cert = cert
-        self._public = load_public(cert.suite, unb64(cert.public_key))
-
-    def covers(self, t: datetime) -> bool:
-        start, end = self.cert.window()
-        return start <= t < end
-
-    def seal(
-        self,
-        crop: bytes,
-        meta: dict,
-        header: crypto.RecordHeader,
-        attachments: list[bytes] | None = None,
-    ) -> crypto.SealedRecord:
-        if header.epoch_id != self.cert.epoch_id:
-            raise KeyRefused(f"record is for epoch {header.epoch_id}, key is {self.cert.epoch_id}")
-        if self.cert.camera_id and header.camera_id != self.cert.camera_id:
-            raise KeyRefused(
-                f"epoch key {self.cert.epoch_id} belongs to camera {self.cert.camera_id}"
-            )
-        if not self.covers(header.best_time):
-            raise KeyRefused(
-                f"epoch key {self.cert.epoch_id} is not valid at {_ts(header.best_time)} "
-                f"(valid {self.cert.not_before} .. {self.cert.not_after}): refusing to seal"
-            )
-        return crypto.seal(crop, meta, header, self._public, self.cert.suite, attachments)
-
-
-class CameraKeyring:
-    """The public material a camera is configured with: the authority's key and its own
-    signed epoch certificates (another camera's are never used)."""
-
-    def __init__(
-        self,
-        authority_public: bytes,
-        certs: list[EpochCertificate],
-        camera_id: str | None = None,
-    ):
-        self.authority_raw = authority_public
-        self.authority = ed25519.Ed25519PublicKey.from_public_bytes(authority_public)
-        self.camera_id = camera_id
-        self.certs = [c for c in certs if not camera_id or c.camera_id in ("", camera_id)]
-
-    @property
-    def authority_fingerprint(self) -> str:
-        return fingerprint(self.authority_raw)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CameraKeyring:
-        try:
-            return cls(
-                unb64(d["authority_public_key"]),
-                [EpochCertificate.from_dict(c) for c in d["epochs"]],
-                d.get("camera_id"),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KeyStoreError(f"not a camera keyring ({exc})") from exc
-
-    @classmethod
-    def load(cls, path: Path) -> CameraKeyring:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise KeyStoreError(f"not a camera keyring: {path} ({exc})") from exc
-
-    def valid_until(self, t: datetime, camera_id: str | None = None) -> datetime | None:
-        """End of the unbroken run of this camera's epochs from t (None: none covers t)."""
-        spans = sorted(
-            c.window() for c in self.certs if not camera_id or c.camera_id in ("", camera_id)
-        )
-        end = None
-        for a, b in spans:
-            if a <= (end or t) < b:
-                end = b
-        return end
-
-    def key_for(self, t: datetime, camera_id: str | None = None) -> SealingKey:
-        """The verified key of this camera whose epoch covers t; KeyRefused when none."""
-        for cert in self.certs:
-            if camera_id and cert.camera_id not in ("", camera_id):
-                continue
-            start, end = cert.window()
-            if start <= t < end:
-                return SealingKey(cert, self.authority)
-        raise KeyRefused(
-            f"no signed epoch key covers {_ts(t)}: the camera is out of keys and stops "
-            "capturing (refresh its keyring from the vault, or have the authority run "
-            "`escrow keys issue`)"
-        )
+    return as_utc(d).isoformat()
 
 
 # --- Shamir k-of-n over a private key -------------------------------------------------------
@@ -311,100 +85,6 @@ def combine_secret(shares: list[tuple[int, bytes]]) -> bytes:
     return b"".join(
         Shamir.combine([(i, s[o : o + 16]) for i, s in shares]) for o in range(0, size, 16)
     )
-
-
-def share_aad(authority_fp: str, cert: EpochCertificate, index: int) -> bytes:
-    """Binds a sealed share to its authority, camera, epoch, trustee and certificate."""
-    body = [authority_fp, cert.epoch_id, cert.camera_id, index, cert.key_sha256]
-    return b"keyframe-escrow/epoch-share\x00" + json.dumps(body).encode()
-
-
-def share_digest(cert: EpochCertificate, index: int, share: bytes) -> str:
-    """Published beside the sealed share: a trustee and the vault can tell a wrong share
-    before combining. Shares are uniformly random (>= 256 bits): nothing to brute-force."""
-    return hashlib.sha256(
-        b"keyframe-escrow/share-check\x00" + cert.epoch_id.encode() + bytes([index]) + share
-    ).hexdigest()
-
-
-# --- a trustee's own key --------------------------------------------------------------------
-
-
-@dataclass
-class TrusteeKey:
-    """A trustee's key pair: the public half sits in authority.json, the private half only
-    in the trustee's passphrase-sealed file."""
-
-    index: int
-    name: str
-    suite: str
-    public_key: bytes
-    authority_fp: str
-    sealed_private: dict = field(repr=False, default_factory=dict)
-
-    def purpose(self) -> str:
-        return f"trustee key {self.index} of authority {self.authority_fp[:16]}"
-
-    @classmethod
-    def generate(cls, index: int, name: str, suite: str, authority_fp: str, passphrase: str):
-        if not passphrase:
-            raise KeyStoreError(f"trustee {index}: an empty passphrase is not allowed")
-        priv, pub = generate_keypair(suite)
-        key = cls(index, name, suite, pub, authority_fp)
-        key.sealed_private = seal_with_passphrase(priv, passphrase, key.purpose())
-        return key
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": TRUSTEE_KEY_FORMAT,
-                "index": self.index,
-                "name": self.name,
-                "suite": self.suite,
-                "public_key": b64(self.public_key),
-                "authority_fingerprint": self.authority_fp,
-                "private_key": self.sealed_private,
-            },
-            indent=1,
-        )
-
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_json())
-
-    @classmethod
-    def load(cls, path: Path) -> TrusteeKey:
-        try:
-            d = json.loads(Path(path).read_text())
-            if d.get("format") != TRUSTEE_KEY_FORMAT:
-                raise ValueError("not a trustee key file")
-            return cls(
-                d["index"],
-                d["name"],
-                d["suite"],
-                unb64(d["public_key"]),
-                d["authority_fingerprint"],
-                d["private_key"],
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KeyStoreError(f"not a trustee key file: {path} ({exc})") from exc
-
-    def unlock(self, passphrase: str):
-        """The private key object, for the length of one approval."""
-        raw = open_with_passphrase(self.sealed_private, passphrase, self.purpose())
-        if public_of(self.suite, raw) != self.public_key:
-            raise KeyStoreError("the trustee key file is inconsistent")
-        return load_private(self.suite, raw)
-
-
-def unseal_share(trustee_private, suite: str, sealed: bytes, aad: bytes) -> bytes:
-    """On the trustee's machine: their share of one (camera, epoch) key."""
-    try:
-        return crypto.SUITES[suite].decrypt(sealed, trustee_private, info=aad)
-    except Exception as exc:  # any HPKE failure: not this trustee's share of this epoch
-        raise KeyStoreError("this sealed share is not yours for this epoch") from exc
 
 
 # --- the authority's key store --------------------------------------------------------------
@@ -525,7 +205,7 @@ class KeyStore:
         authority as such: it still holds no private epoch key."""
         if self.exists() or (self.root / "authority.json").exists():
             raise KeyStoreError(f"an escrow authority already exists at {self.root}")
-        if suite not in crypto.SUITES:
+        if suite not in SUITES:
             raise ValueError(f"unknown suite: {suite}")
         if not 1 <= k <= len(trustees):
             raise ValueError("need 1 <= threshold <= number of trustees")
@@ -624,7 +304,7 @@ class KeyStore:
         trustees = {
             t["index"]: load_public(suite, unb64(t["public_key"])) for t in info["trustees"]
         }
-        t0 = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        t0 = as_utc(start).replace(minute=0, second=0, microsecond=0)
         t0 -= timedelta(hours=t0.hour % hours) if hours <= 24 else timedelta(0)
         made = []
         for i in range(count):
@@ -641,7 +321,7 @@ class KeyStore:
             sealed, digests = {}, {}
             for idx, share in split_secret(priv, k, len(trustees)):
                 aad = share_aad(self.fingerprint, cert, idx)
-                sealed[str(idx)] = b64(crypto.SUITES[suite].encrypt(share, trustees[idx], info=aad))
+                sealed[str(idx)] = b64(seal_share_to_trustee(share, suite, trustees[idx], aad))
                 digests[str(idx)] = share_digest(cert, idx, share)
             del priv
             doc = {"epoch_id": epoch_id, "sealed_shares": sealed, "share_digests": digests}

@@ -22,21 +22,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault import crypto
-from vault.keys import (
-    EpochCertificate,
-    KeyStoreError,
-    TrusteeKey,
-    _shred_file,
-    _write_file,
-    b64,
-    fingerprint,
-    load_public,
-    share_aad,
-    share_digest,
-    split_secret,
-    write_authority,
-)
+from escrow import sealing
+from escrow.keyring import EpochCertificate
+from escrow.sealing import KeyStoreError, b64, fingerprint, load_public
+from escrow.trustee import TrusteeKey, share_aad, share_digest
+from vault.keys import _shred_file, _write_file, split_secret, write_authority
 
 LEGACY_FORMAT = "keyframe-escrow-authority/1"
 
@@ -117,7 +107,7 @@ def migrate(
         sealed, digests = {}, {}
         for idx, share in split_secret(priv, k, len(keys)):
             aad = share_aad(fp, cert, idx)
-            sealed[str(idx)] = b64(crypto.SUITES[suite].encrypt(share, publics[idx], info=aad))
+            sealed[str(idx)] = b64(sealing.SUITES[suite].encrypt(share, publics[idx], info=aad))
             digests[str(idx)] = share_digest(cert, idx, share)
         del priv
         plans.append(

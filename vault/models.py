@@ -1,13 +1,14 @@
-"""SQLAlchemy tables of the vault's SQL index. Every change here needs an Alembic revision."""
+"""SQLAlchemy tables of the vault's SQL index. Every change here needs an Alembic revision.
+
+The record tables (cameras, key epochs, sealed records) are the camera's too and live in
+escrow.records; the tables only a vault has are added here to the same metadata."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -16,63 +17,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from escrow.records import Base, Camera, KeyEpoch, SealedRecordRow
 
-class Base(DeclarativeBase):
-    pass
-
-
-class Camera(Base):
-    __tablename__ = "cameras"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(200))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class KeyEpoch(Base):
-    """Public half of an epoch. The private key lives only in the key store (vault.keys),
-    never in this database, so a database backup cannot outlive a crypto-shred."""
-
-    __tablename__ = "key_epochs"
-    id: Mapped[str] = mapped_column(String(160), primary_key=True)  # "<camera>@<start>"
-    camera_id: Mapped[str | None] = mapped_column(String(64))  # None: a pre-0004 global epoch
-    suite: Mapped[str] = mapped_column(String(32))
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    signature: Mapped[bytes] = mapped_column(LargeBinary)
-    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class SealedRecordRow(Base):
-    """One sealed record. Its id is unique per camera (the primary key is the pair), so no
-    camera can squat an id another camera will use."""
-
-    __tablename__ = "sealed_records"
-    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    track_id: Mapped[int] = mapped_column(Integer)
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    best_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    quality: Mapped[float] = mapped_column(Float)
-    epoch_id: Mapped[str] = mapped_column(ForeignKey("key_epochs.id"))
-    suite: Mapped[str] = mapped_column(String(32))
-    format_version: Mapped[int] = mapped_column(Integer)
-    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
-    nonce: Mapped[bytes] = mapped_column(LargeBinary)
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
-
-    __table_args__ = (
-        Index("ix_records_camera_time", "camera_id", "best_time"),
-        Index("ix_records_expires", "expires"),
-        Index("ix_records_epoch", "epoch_id"),
-    )
+__all__ = ["Base", "Camera", "KeyEpoch", "SealedRecordRow"]  # with the vault's own tables
 
 
 class AuditEntry(Base):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import uuid
 from dataclasses import asdict
@@ -31,12 +30,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from vault import audit, crypto, warrants
-from vault.keys import KeyStore, KeyStoreError, combine_secret, load_private, public_of, unb64
-from vault.keys import share_digest as _share_digest
+from escrow import sealing
+from escrow.canonical import as_utc
+from escrow.sealing import KeyStoreError, load_private, public_of, unb64
+from escrow.trustee import approval_aad, digest_of
+from escrow.trustee import share_digest as _share_digest
+from vault import audit, warrants
+from vault.keys import KeyStore, combine_secret
 from vault.models import Approval, OpeningRequest, SealedRecordRow, Warrant
 from vault.refusals import Refused
-from vault.store import as_utc, sealed_from_row
+from vault.store import sealed_from_row
 
 MAX_RECORDS_PER_REQUEST = 1000
 
@@ -47,14 +50,6 @@ class OpeningRefused(Refused):
 
 def record_ids(req: OpeningRequest) -> list[str]:
     return json.loads(req.record_ids)
-
-
-def digest_of(fields: dict) -> str:
-    """What a trustee approves. The trustee's client recomputes it from what it shows."""
-    body = {k: fields[k] for k in ("id", "warrant", "records", "requester", "reason")}
-    body["public_key"] = fields["public_key"]
-    body["created"] = fields["created"]
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def digest_fields(req: OpeningRequest) -> dict:
@@ -71,12 +66,6 @@ def digest_fields(req: OpeningRequest) -> dict:
 
 def digest(req: OpeningRequest) -> str:
     return digest_of(digest_fields(req))
-
-
-def approval_aad(request_id: str, request_digest: str, index: int, epoch_id: str) -> bytes:
-    """Binds a released share to one request (and its digest), one trustee, one epoch."""
-    body = [request_id, request_digest, index, epoch_id]
-    return b"keyframe-escrow/approval\x00" + json.dumps(body).encode()
 
 
 def _committed(s: Session, w: Warrant, exclude: str | None = None) -> int:
@@ -295,13 +284,13 @@ def _rebuild_keys(
             if epoch_id not in blobs:
                 continue
             try:
-                share = crypto.open_share_for_release(
+                share = sealing.open_share_for_release(
                     base64.b64decode(blobs[epoch_id]),
                     request_key,
                     release_key,
                     approval_aad(req.id, req_digest, idx, epoch_id),
                 )
-            except crypto.IntegrityError:
+            except sealing.IntegrityError:
                 continue
             if _share_digest(cert, idx, share) == digests.get(str(idx)):
                 good.append((idx, share))
@@ -376,8 +365,8 @@ def release(
                     withheld[rid] = f"cannot be opened: {missing[row.epoch_id]}"
                     continue
                 try:
-                    crop, meta, clip = crypto.open_all(sealed_from_row(row), keys[row.epoch_id])
-                except crypto.IntegrityError as exc:
+                    crop, meta, clip = sealing.open_all(sealed_from_row(row), keys[row.epoch_id])
+                except sealing.IntegrityError as exc:
                     withheld[rid] = f"cannot be opened: {exc}"
                     continue
                 released.append(

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import as_utc
 from vault.models import ApiToken
-from vault.store import as_utc
 
 ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
 # Roles whose tokens only the escrow authority can issue (signed), never the API's admin.

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from escrow.canonical import as_utc
 from vault.models import SealedRecordRow, Warrant
 from vault.refusals import Refused
-from vault.store import as_utc
 
 
 class WarrantRefused(Refused):

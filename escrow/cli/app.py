@@ -97,7 +97,8 @@ def authority_signer():
     where the key store cannot give it (e.g. the key is offline, as it should be)."""
     import os
 
-    from vault.keys import KeyStore, KeyStoreError
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     ks = KeyStore(get_settings().keys_dir)
     try:

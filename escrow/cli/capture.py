@@ -33,8 +33,7 @@ def load_keyring(
     """The camera's keyring from an explicit file, or from the vault (GET /keyring) with the
     authority pinned by --authority or by the file; never a default that could belong to
     another authority."""
-    from escrow.keyring import FreshKeyring
-    from vault.keys import CameraKeyring
+    from escrow.keyring import CameraKeyring, FreshKeyring
 
     fetch = None
     if vault_url:
@@ -90,9 +89,9 @@ def run_capture(
 
     from escrow.agent import CaptureAgent, CaptureConfig
     from escrow.detect import FrameDetector
+    from escrow.sealing import KeyRefused, KeyStoreError
     from escrow.sources import Source, SourceError
     from vault.db import make_engine, session_factory, upgrade
-    from vault.keys import KeyRefused, KeyStoreError
 
     try:
         ring = load_keyring(camera_id, keyring, vault_url, token, authority)
@@ -323,8 +322,9 @@ def demo(
 
     from escrow.cli.vault_cmds import DEV_PASSPHRASE as DEV
     from escrow.sample import sample_face_table, write_sample_video
+    from escrow.sealing import KeyStoreError
     from vault.db import make_engine, session_factory
-    from vault.keys import KeyStore, KeyStoreError
+    from vault.keys import KeyStore
     from vault.models import SealedRecordRow
 
     need_detector()

@@ -192,8 +192,8 @@ def request_approve(
     against your key file's authority and the warrant, asks to confirm, then unseals your
     shares of exactly those keys here (passphrase: prompt or ESCROW_TRUSTEE_PASSPHRASE) and
     sends them sealed for this request's release only."""
-    from escrow.trustee import ReviewRejected, approval_body, check, summary
-    from vault.keys import KeyStoreError, TrusteeKey
+    from escrow.sealing import KeyStoreError
+    from escrow.trustee import ReviewRejected, TrusteeKey, approval_body, check, summary
 
     try:
         key = TrusteeKey.load(key_file)

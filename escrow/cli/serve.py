@@ -12,10 +12,11 @@ from escrow.settings import get_settings
 
 
 def build_context(policy: Path | None, sweeper: bool):
+    from escrow.sealing import KeyStoreError
     from vault import store
     from vault.api import VaultContext
     from vault.db import make_engine, upgrade
-    from vault.keys import KeyStore, KeyStoreError
+    from vault.keys import KeyStore
 
     st = get_settings()
     pol = load_policy_or_exit(policy)

@@ -72,7 +72,8 @@ def keys_init(
     private halves exist only as shares sealed to the trustees. No master key is made."""
     from datetime import UTC, datetime
 
-    from vault.keys import KeyStore, KeyStoreError
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     if threshold > trustees:
         raise UserError("--threshold must not exceed --trustees")
@@ -130,7 +131,8 @@ def keys_issue(
     at once and dropped: nothing here can open what the epoch will seal."""
     from datetime import UTC, datetime
 
-    from vault.keys import KeyStore, KeyStoreError
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     ks = KeyStore(get_settings().keys_dir)
     try:
@@ -161,7 +163,7 @@ def keys_migrate(
     key and everything it could open. The records and their certificates stay valid."""
     from datetime import UTC, datetime
 
-    from vault.keys import KeyStoreError
+    from escrow.sealing import KeyStoreError
     from vault.legacy import migrate
 
     root = get_settings().keys_dir
@@ -210,7 +212,9 @@ def keys_status(
     """Per camera: how many epoch keys, and until when it can seal."""
     from datetime import UTC, datetime
 
-    from vault.keys import CameraKeyring, KeyStore, KeyStoreError
+    from escrow.keyring import CameraKeyring
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     ks = KeyStore(get_settings().keys_dir)
     try:
@@ -245,7 +249,8 @@ def keys_export_camera(
 ) -> None:
     """Write the public material one camera needs to seal: authority key + its signed epoch
     keys. (A camera with a token can fetch the same from the vault: GET /keyring.)"""
-    from vault.keys import KeyStore, KeyStoreError
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     try:
         ring = KeyStore(get_settings().keys_dir).camera_keyring(camera)
@@ -305,7 +310,8 @@ def tokens_create(
 
 def _trustees() -> int:
     """n, the number of trustee keys of the authority: a trustee index is one of 1..n."""
-    from vault.keys import KeyStore, KeyStoreError
+    from escrow.sealing import KeyStoreError
+    from vault.keys import KeyStore
 
     try:
         return len(KeyStore(get_settings().keys_dir).info()["trustees"])

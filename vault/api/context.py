@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.sealing import KeyStoreError
 from policies.model import Policy
 from vault.anchor import CheckpointKey
 from vault.db import session_factory
-from vault.keys import KeyStore, KeyStoreError
+from vault.keys import KeyStore
 
 
 def utcnow() -> datetime:

@@ -10,17 +10,17 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from vault import audit, crypto, store, warrants
+from escrow import sealing
+from escrow.canonical import as_utc
+from escrow.sealing import KeyStoreError
+from vault import audit, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import IngestIn, IngestOut, KeyringOut, SealedRecordIn
-from vault.keys import KeyStoreError
 from vault.models import KeyEpoch, SealedRecordRow
 
 router = APIRouter(tags=["ingest"])
 
-# HPKE encapsulated key + AES-256 data key + GCM tag, per suite.
-SEALED_KEY_BYTES = {"x25519": 32 + 32 + 16, "mlkem768-x25519": 1120 + 32 + 16}
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 
 
@@ -39,15 +39,15 @@ def _check(rec: SealedRecordIn, epoch: KeyEpoch | None, max_ciphertext: int) -> 
         return f"key epoch {rec.epoch_id} was destroyed"
     if rec.suite != epoch.suite:
         return f"suite {rec.suite} does not match epoch {rec.epoch_id} ({epoch.suite})"
-    start, end = store.as_utc(epoch.not_before), store.as_utc(epoch.not_after)
+    start, end = as_utc(epoch.not_before), as_utc(epoch.not_after)
     if not start <= rec.best_time < end:
         return f"best_time lies outside key epoch {rec.epoch_id}"
     if not rec.first_seen <= rec.best_time <= rec.last_seen:
         return "best_time must lie between first_seen and last_seen"
     if len(rec.nonce) != 12:
         return "nonce must be 12 bytes"
-    if len(rec.sealed_key) != SEALED_KEY_BYTES[rec.suite]:
-        return f"sealed_key must be {SEALED_KEY_BYTES[rec.suite]} bytes for {rec.suite}"
+    if len(rec.sealed_key) != sealing.SEALED_KEY_BYTES[rec.suite]:
+        return f"sealed_key must be {sealing.SEALED_KEY_BYTES[rec.suite]} bytes for {rec.suite}"
     if not 17 <= len(rec.ciphertext) <= max_ciphertext:
         return f"ciphertext must be 17..{max_ciphertext} bytes"
     if rec.ciphertext.startswith(IMAGE_MAGIC):
@@ -124,21 +124,7 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
                 if have[rec.record_id] != digest:
                     raise Refused(f"record {rec.record_id} is stored with other content", 409)
                 continue
-            sealed = crypto.SealedRecord(
-                crypto.RecordHeader(
-                    rec.record_id,
-                    rec.camera_id,
-                    rec.epoch_id,
-                    rec.first_seen,
-                    rec.last_seen,
-                    rec.best_time,
-                    rec.version,
-                ),
-                rec.suite,
-                rec.sealed_key,
-                rec.nonce,
-                rec.ciphertext,
-            )
+            sealed = sealing.record_from_fields(dict(rec))
             expires = store.expires_at(
                 rec.best_time, ctx.policy.retention.for_camera(rec.camera_id)
             )
