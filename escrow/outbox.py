@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from escrow import records, sealing
+from escrow import sealing
 from escrow.client import VaultClient, VaultError
-from escrow.records import KeyEpoch, SealedRecordRow
+from escrow.records import KeyEpoch, SealedRecordRow, sealed_from_row
+from escrow.records import delete as delete_records
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Sender:
                 )
             }
             return [
-                sealing.to_wire(records.sealed_from_row(r), r.track_id, r.quality, keys[r.epoch_id])
+                sealing.to_wire(sealed_from_row(r), r.track_id, r.quality, keys[r.epoch_id])
                 for r in rows
             ]
 
@@ -71,7 +72,7 @@ class Sender:
         acked = set(answer["stored"]) & {r["record_id"] for r in records}
         cams = {r["record_id"]: r["camera_id"] for r in records}
         for rid in sorted(acked):
-            records.delete(self.factory, [rid], cams[rid])  # only what the vault acknowledged
+            delete_records(self.factory, [rid], cams[rid])  # only what the vault acknowledged
         self.report.sent += len(acked)
 
     def drain_once(self) -> bool:

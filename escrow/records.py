@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    create_engine,
+    event,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -89,6 +92,33 @@ class SealedRecordRow(Base):
         Index("ix_records_expires", "expires"),
         Index("ix_records_epoch", "epoch_id"),
     )
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str) -> Engine:
+    """Camera and vault alike: on SQLite, erased rows are zeroed and the log is a WAL."""
+    ensure_sqlite_dir(url)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            # Erased rows are overwritten with zeros, not just unlinked from the b-tree.
+            cur.execute("PRAGMA secure_delete=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 RECORD_TABLES = [Camera.__table__, KeyEpoch.__table__, SealedRecordRow.__table__]

@@ -4,41 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from escrow.records import ensure_sqlite_dir, make_engine, session_factory
 
-
-def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-
-def make_engine(url: str) -> Engine:
-    _ensure_sqlite_dir(url)
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            # Erased rows are overwritten with zeros, not just unlinked from the b-tree.
-            cur.execute("PRAGMA secure_delete=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
-    return engine
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+__all__ = ["downgrade", "make_engine", "session_factory", "upgrade"]
 
 
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
-    _ensure_sqlite_dir(url)
+    ensure_sqlite_dir(url)
     command.upgrade(_alembic_config(url), revision)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from escrow.cli import audit_cmds, capture, client_cmds, erc, faces, retention, serve, vault_cmds  # noqa: F401  (register commands)
+from escrow.cli import audit_cmds, camera, client_cmds, erc, faces, retention, serve, vault_cmds  # noqa: F401  (register commands)
 from escrow.cli.app import UserError, app, err
 from escrow.settings import get_settings
 

@@ -1,4 +1,4 @@
-"""The camera side: `escrow capture` and `escrow demo`."""
+"""The camera's commands: `escrow capture`, `escrow send`, `escrow demo`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from escrow.canonical import utcnow
 from escrow.cli.app import (
     UserError,
     app,
@@ -19,52 +20,9 @@ from escrow.cli.app import (
     need_detector,
     setup_torch,
     vault_call,
+    vault_client,
 )
 from escrow.settings import get_settings
-
-
-def load_keyring(
-    camera_id: str,
-    keyring: Path | None,
-    vault_url: str | None,
-    token: str | None,
-    authority: str | None,
-):
-    """The camera's keyring from an explicit file, or from the vault (GET /keyring) with the
-    authority pinned by --authority or by the file; never a default that could belong to
-    another authority."""
-    from escrow.keyring import CameraKeyring, FreshKeyring
-
-    fetch = None
-    if vault_url:
-        from escrow.cli.app import vault_client
-
-        client = vault_client(vault_url, token)
-
-        def fetch():
-            return vault_call(client, "GET", "/keyring")
-
-    if keyring is not None:
-        if not keyring.exists():
-            raise UserError(f"no camera keyring at {keyring}")
-        ring = CameraKeyring.load(keyring)
-        if ring.camera_id and ring.camera_id != camera_id:
-            raise UserError(f"{keyring} is camera {ring.camera_id}'s keyring, not {camera_id}'s")
-        ring = CameraKeyring(ring.authority_raw, ring.certs, camera_id)
-    elif fetch is not None:
-        ring = CameraKeyring.from_dict(fetch())
-        ring = CameraKeyring(ring.authority_raw, ring.certs, camera_id)
-    else:
-        raise UserError(
-            "no keyring: pass --keyring FILE (from `escrow keys export-camera`) or --vault-url "
-            "with this camera's token, and --authority FINGERPRINT to pin the authority"
-        )
-    if authority and not ring.authority_fingerprint.startswith(authority.lower()):
-        raise UserError(
-            f"the keyring's authority is {ring.authority_fingerprint}, not the pinned {authority}"
-        )
-    fresh = FreshKeyring(ring, camera_id, fetch, log=lambda m: typer.echo(m, err=True))
-    return fresh
 
 
 def run_capture(
@@ -83,118 +41,60 @@ def run_capture(
     send_timeout: float = 30.0,
     authority: str | None = None,
 ):
-    """Shared by `capture` and `demo`: returns (summary, histories). With `vault_url` the
-    local store is an outbox drained to the vault while capturing and after."""
-    from tqdm import tqdm
-
-    from escrow.agent import CaptureAgent, CaptureConfig
+    """Options to a capture job (escrow.capture), its errors to one line and an exit code;
+    shared by `capture` and `demo`. Returns (summary, histories)."""
+    from escrow import capture as job
     from escrow.detect import FrameDetector
-    from escrow.sealing import KeyRefused, KeyStoreError
     from escrow.sources import Source, SourceError
-    from vault.db import make_engine, session_factory, upgrade
 
-    try:
-        ring = load_keyring(camera_id, keyring, vault_url, token, authority)
-        source = Source(source_spec, log=lambda m: typer.echo(m, err=True))
-    except (KeyStoreError, SourceError) as exc:
-        raise UserError(str(exc)) from exc
-    from datetime import UTC, datetime
-
-    until = ring.valid_until(datetime.now(UTC))
-    typer.echo(
-        f"sealing to authority {ring.pinned}; camera {camera_id}'s keys last until "
-        + (until.isoformat() if until else "NOW: none covers the present (capture will stop)"),
-        err=True,
-    )
-    url = get_settings().database_url
-    upgrade(url)
-    engine = make_engine(url)
-    writer = None
-    if preview is not None:
-        from escrow.preview import PreviewWriter
-
-        writer = PreviewWriter(preview, source.fps)
-    bar = tqdm(total=source.status.frames_expected, unit="frame", disable=not progress)
-
-    def on_frame(frame, faces, summary):
-        if writer:
-            writer.write(frame.bgr, faces)
-        bar.update(1)
-        bar.set_postfix(live=len(agent.tracker.tracks), sealed=summary.records)
+    def log(m: str) -> None:
+        typer.echo(m, err=True)
 
     def on_sealed(record_id, meta):  # called after the record's transaction committed
         typer.echo(json.dumps({"sealed": record_id, "track": meta["track_id"]}))
         sys.stdout.flush()
 
-    # how long this camera's records are kept comes from the policy
-    retention = load_policy_or_exit().retention.for_camera(camera_id)
-    cfg = CaptureConfig(
-        camera_id=camera_id,
-        min_track_frames=min_track,
-        clip_seconds=clip_seconds,
-        retention=retention,
-    )
-    agent = CaptureAgent(
-        cfg,
-        FrameDetector(detect_width=detect_width),
-        load_scorer(None, 10),
-        ring,
-        session_factory(engine),
-        on_frame=on_frame,
-        on_sealed=on_sealed if events else None,
-    )
-    sender = stop_sending = sending = None
+    client = fetch = None
     if vault_url:
-        import threading
+        client = vault_client(vault_url, token)
 
-        from escrow.cli.app import vault_client
-        from escrow.outbox import Sender
+        def fetch():
+            return vault_call(client, "GET", "/keyring")
 
-        sender = Sender(session_factory(engine), vault_client(vault_url, token))
-        stop_sending = threading.Event()
-        sending = threading.Thread(target=sender.run, args=(stop_sending,), daemon=True)
-        sending.start()
-    import signal
-
-    def stop(signum, _frame):  # finish the frame, seal the live tracks, then stop
-        err(f"{signal.Signals(signum).name}: sealing live tracks, then stopping")
-        agent.request_stop()
-        signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = agent.run(source)
-    except KeyRefused as exc:
-        raise UserError(f"capture stopped: {exc}", code=4) from exc
-    else:
-        until = ring.valid_until(datetime.now(UTC))
-        summary.keys_valid_until = until.isoformat() if until else None
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        bar.close()
-        if writer:
-            writer.close()
-        if sender is not None:
-            import time
-
-            stop_sending.set()
-            sending.join()
-            rep = sender.run(stop_sending, deadline=time.monotonic() + send_timeout)
-            summary_outbox = {
-                "sent": rep.sent,
-                "waiting": rep.waiting,
-                "refused": rep.refused,
-                "last_error": rep.last_error if rep.waiting else "",
-            }
-        engine.dispose()
-    if sender is not None:
-        summary.outbox = summary_outbox
-    if report is not None:
-        from escrow.report import write_report
-
-        write_report(agent.histories, report)
-    return summary, agent.histories
+        ring = job.open_keyring(camera_id, keyring, fetch, authority, log)
+        source = Source(source_spec, log=log)
+    except (job.CaptureError, SourceError) as exc:
+        raise UserError(str(exc), getattr(exc, "code", 2)) from exc
+    until = ring.valid_until(utcnow())
+    log(
+        f"sealing to authority {ring.pinned}; camera {camera_id}'s keys last until "
+        + (until.isoformat() if until else "NOW: none covers the present (capture will stop)")
+    )
+    try:
+        return job.run(
+            job.CaptureJob(
+                source=source,
+                camera_id=camera_id,
+                keyring=ring,
+                detector=FrameDetector(detect_width=detect_width),
+                scorer=load_scorer(None, 10),
+                database_url=get_settings().database_url,
+                # how long this camera's records are kept comes from the policy
+                retention=load_policy_or_exit().retention.for_camera(camera_id),
+                min_track=min_track,
+                clip_seconds=clip_seconds,
+                preview=preview,
+                report=report,
+                progress=progress,
+                client=client,
+                send_timeout=send_timeout,
+                on_sealed=on_sealed if events else None,
+                log=lambda m: err(m),
+            )
+        )
+    except job.CaptureError as exc:
+        raise UserError(str(exc), exc.code) from exc
 
 
 @app.command()
@@ -281,23 +181,9 @@ def send(
     timeout: Annotated[float, typer.Option(min=0.0, help="Give up after S seconds.")] = 60.0,
 ) -> None:
     """Send the sealed records waiting in this camera's outbox to the vault."""
-    import threading
-    import time
+    from escrow.capture import send as drain
 
-    from escrow.cli.app import vault_client
-    from escrow.outbox import Sender
-    from vault.db import make_engine, session_factory, upgrade
-
-    url = get_settings().database_url
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        stop = threading.Event()
-        stop.set()
-        sender = Sender(session_factory(engine), vault_client(vault_url, token))
-        rep = sender.run(stop, deadline=time.monotonic() + timeout)
-    finally:
-        engine.dispose()
+    rep = drain(get_settings().database_url, vault_client(vault_url, token), timeout)
     typer.echo(f"{rep.sent} sent, {rep.waiting} waiting, {len(rep.refused)} refused")
     for rid, why in rep.refused.items():
         err(f"refused {rid}: {why}")
