@@ -17,7 +17,7 @@ import cv2
 from escrow import records, sealing
 from escrow.detect import FrameDetector
 from escrow.keyring import CameraKeyring, FreshKeyring
-from escrow.select import BestCrops, Candidate, ClipBuffers
+from escrow.selection import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
 from vae.framing import CAPTURE_MARGIN

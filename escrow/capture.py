@@ -79,6 +79,8 @@ def open_store(database_url: str, outbox: bool):
         create_schema(engine)
         return engine
     try:
+        import alembic  # noqa: F401  (the vault's migrations run with it)
+
         from vault.db import upgrade
     except ImportError as exc:  # a camera-only install: no vault, no migrations
         raise CaptureError(

@@ -26,7 +26,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision first and exactly: the CUDA build runs on the CPU here (~5.6 GB).
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[camera,vault,erc,dev]'
   # facenet-pytorch 2.6.0 declares torch<2.3 and numpy<2: pins from 2024 that would
   # downgrade the whole stack, although its MTCNN runs fine on torch 2.14 / numpy 2. So it
   # is installed without its declared dependencies; what it really imports at run time

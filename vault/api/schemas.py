@@ -192,7 +192,7 @@ class RequestCreated(BaseModel):
 class ApprovalIn(Strict):
     """One trustee's approval: for each (camera, epoch) key the request needs, the trustee's
     share unsealed on their own machine and sealed again to the vault's release key and the
-    request's key (vault.crypto.seal_share_for_release), base64."""
+    request's key (escrow.sealing.seal_share_for_release), base64."""
 
     request_digest: Hex64
     shares: dict[EpochId, B64(4096)] = Field(max_length=1000)  # type: ignore[valid-type]
