@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from escrow.canonical import parse_time
 from escrow.cli.app import UserError, request_app, vault_call, vault_client, warrant_app
 from escrow.settings import get_settings
 
@@ -22,7 +23,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the vault's JSON ans
 def _time(value: str, what: str) -> str:
     """ISO 8601 in, ISO 8601 UTC out; a time without a zone is refused, not guessed."""
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = parse_time(value)
     except ValueError as exc:
         raise UserError(f"{what}: not an ISO 8601 time: {value!r}") from exc
     if t.tzinfo is None:
