@@ -18,11 +18,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import as_utc
 from vault import audit
 from vault.keys import KeyStore
 from vault.models import KeyEpoch, SealedRecordRow
 from vault.openings import expire_stale
-from vault.store import as_utc, checkpoint_wal
+from vault.store import checkpoint_wal
 from vault.warrants import refresh_holds
 
 _SWEEP_LOCK = 0x6B66_7377  # "kfsw"

@@ -18,7 +18,6 @@ Cameras, investigators and admins need no signature: what they may do is checked
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -28,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import as_utc, canonical_json, iso_utc
 from vault.models import ApiToken
-from vault.store import as_utc
 
 ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
 # Roles whose tokens only the escrow authority can issue (signed), never the API's admin.
@@ -101,12 +100,10 @@ def signed_bytes(
         "role": role,
         "name": name,
         "trustee_index": trustee_index,
-        "expires_at": as_utc(expires_at).isoformat(timespec="microseconds")
-        if expires_at is not None
-        else None,
+        "expires_at": iso_utc(expires_at) if expires_at is not None else None,
         "token_sha256": token_sha256,
     }
-    return SIGNING_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return SIGNING_CONTEXT + canonical_json(body)
 
 
 def _row_bytes(row: ApiToken) -> bytes:

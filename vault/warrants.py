@@ -20,17 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from escrow.canonical import as_utc, canonical_json, iso_utc
 from vault.models import SealedRecordRow, Warrant
 from vault.refusals import Refused
-from vault.store import as_utc
 
 
 class WarrantRefused(Refused):
     """The warrant cannot be used now."""
-
-
-def _ts(d: datetime) -> str:
-    return as_utc(d).isoformat(timespec="microseconds")
 
 
 def cameras(w: Warrant) -> list[str]:
@@ -46,12 +42,13 @@ def canonical(w: Warrant) -> bytes:
         "judge": w.judge,
         "judge_token_id": w.judge_token_id,
         "cameras": cameras(w),
-        "window": [_ts(w.window_start), _ts(w.window_end)],
-        "valid": [_ts(w.not_before), _ts(w.not_after)],
+        "window": [iso_utc(w.window_start), iso_utc(w.window_end)],
+        "valid": [iso_utc(w.not_before), iso_utc(w.not_after)],
         "max_records": w.max_records,
-        "issued_at": _ts(w.issued_at),
+        "issued_at": iso_utc(w.issued_at),
     }
-    return b"keyframe-escrow/warrant\x00" + json.dumps(body, sort_keys=True).encode()
+    # json's default separators (", ", ": "): the form warrants were first signed in
+    return b"keyframe-escrow/warrant\x00" + canonical_json(body, spaced=True)
 
 
 def issue(

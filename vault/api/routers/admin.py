@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
+from escrow.canonical import as_utc
 from vault import audit, tokens
 from vault.api.deps import AdminCaller, AdminOrAuditor, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenIn, TokenOut
 from vault.models import ApiToken, Camera
-from vault.store import as_utc
 
 router = APIRouter(tags=["admin"])
 # What POST /tokens may make: machines whose reach is checked elsewhere (a camera ingests only

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
+from escrow.canonical import as_utc
 from vault import anchor, audit, retention
 from vault.api.deps import AuditorCaller, CheckpointReader, ProofReader, get_ctx
 from vault.api.schemas import (
@@ -20,7 +21,6 @@ from vault.api.schemas import (
     VerdictOut,
 )
 from vault.models import AuditEntry
-from vault.store import as_utc
 
 router = APIRouter(tags=["audit"])
 EntryId = Annotated[int, Query(ge=1, le=2**31 - 1)]

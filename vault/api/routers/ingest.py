@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from escrow.canonical import as_utc
 from vault import audit, crypto, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import Refused
@@ -39,7 +40,7 @@ def _check(rec: SealedRecordIn, epoch: KeyEpoch | None, max_ciphertext: int) -> 
         return f"key epoch {rec.epoch_id} was destroyed"
     if rec.suite != epoch.suite:
         return f"suite {rec.suite} does not match epoch {rec.epoch_id} ({epoch.suite})"
-    start, end = store.as_utc(epoch.not_before), store.as_utc(epoch.not_after)
+    start, end = as_utc(epoch.not_before), as_utc(epoch.not_after)
     if not start <= rec.best_time < end:
         return f"best_time lies outside key epoch {rec.epoch_id}"
     if not rec.first_seen <= rec.best_time <= rec.last_seen:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from escrow.canonical import as_utc
 from vault import audit, openings
 from vault.api.context import VaultContext
 from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
@@ -29,7 +30,7 @@ from vault.api.schemas import (
     ReviewOut,
 )
 from vault.models import OpeningRequest
-from vault.store import as_utc, checkpoint_wal
+from vault.store import checkpoint_wal
 
 router = APIRouter(prefix="/requests", tags=["requests"])
 

@@ -8,13 +8,13 @@ import base64
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
+from escrow.canonical import as_utc
 from vault import audit, openings, warrants
 from vault.api.context import VaultContext
 from vault.api.deps import InvestigatorCaller, JudgeCaller, WarrantReader, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import RecordMeta, RevokeIn, WarrantIn, WarrantOut
 from vault.models import OpeningRequest, SealedRecordRow, Warrant
-from vault.store import as_utc
 
 router = APIRouter(prefix="/warrants", tags=["warrants"])
 
