@@ -26,7 +26,7 @@ import uvicorn
 
 from escrow.outbox import to_wire
 from escrow.trustee import approval_body
-from policies.model import load_policy
+from policies.schema import load_policy
 from vault import crypto, store, tokens
 from vault.api import VaultContext, create_app
 from vault.db import downgrade, make_engine, session_factory, upgrade

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from policies.model import load_policy
+from policies.schema import load_policy
 from vault.db import downgrade, make_engine, session_factory, upgrade
 from vault.keys import KeyStore, KeyStoreError
 from vault.models import Camera, KeyEpoch, SealedRecordRow

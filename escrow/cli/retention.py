@@ -124,7 +124,7 @@ def policy_check(
     ] = None,
 ) -> None:
     """Validate a policy file and print the effective policy."""
-    from policies.model import PolicyError, load_policy
+    from policies.schema import PolicyError, load_policy
 
     try:
         policy = load_policy(file)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from escrow.canonical import utcnow
-from policies.model import Policy
+from policies.schema import Policy
 from vault.anchor import CheckpointKey
 from vault.db import session_factory
 from vault.keys import KeyStore, KeyStoreError
