@@ -7,6 +7,9 @@ every time the warrant is used: widening its scope with a database edit makes it
 
 Legal hold: a record in the scope of a warrant stays held (the sweeper must not erase it)
 until `legal_hold.after_warrant` after that warrant ends, by expiry or by revocation.
+
+Revocation ends a warrant at once: the requests still pending under it are closed and the
+shares they gathered wiped.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from escrow.canonical import as_utc, canonical_json, iso_utc
-from vault.models import SealedRecordRow, Warrant
+from vault.models import OpeningRequest, SealedRecordRow, Warrant
 from vault.refusals import Refused
 
 
@@ -96,6 +99,43 @@ def issue(
     s.add(w)
     s.flush()
     return w
+
+
+def get(s: Session, warrant_id: str) -> Warrant:
+    w = s.get(Warrant, warrant_id)
+    if w is None:
+        raise WarrantRefused(f"no warrant {warrant_id}", 404)
+    return w
+
+
+def revoke(
+    s: Session,
+    w: Warrant,
+    public_key: ed25519.Ed25519PublicKey,
+    *,
+    reason: str,
+    now: datetime,
+    after_warrant: timedelta,
+) -> tuple[list[str], int]:
+    """Revoke `w` now: its pending requests are closed (their gathered shares wiped) and the
+    legal holds brought in line; its records stay held for `after_warrant`.
+    -> (ids of the requests closed, holds released)."""
+    from vault import openings  # openings imports this module
+
+    verify(w, public_key)
+    if w.revoked_at is not None:
+        raise WarrantRefused(f"warrant {w.id} was already revoked", 409)
+    w.revoked_at, w.revoked_reason = now, reason
+    pending = s.scalars(
+        select(OpeningRequest).where(
+            OpeningRequest.warrant_id == w.id, OpeningRequest.status == "pending"
+        )
+    ).all()
+    for req in pending:
+        openings.close(s, req, "closed")
+    s.flush()
+    _, released = refresh_holds(s, now, after_warrant)
+    return [r.id for r in pending], released
 
 
 def verify(w: Warrant, public_key: ed25519.Ed25519PublicKey) -> None:
