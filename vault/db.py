@@ -49,10 +49,15 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 
 def _alembic_config(url: str):
+    """Alembic's configuration, made here rather than read from alembic.ini (which only a
+    checkout has; it stays for developers who run `alembic` there): the scripts are the
+    `migrations` package's files, wherever it is installed."""
+    from importlib.resources import files
+
     from alembic.config import Config
 
-    root = Path(__file__).resolve().parents[1]
-    cfg = Config(str(root / "alembic.ini"))
-    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("migrations")))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ini interpolation
     return cfg
