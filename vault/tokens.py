@@ -125,28 +125,12 @@ def issued_by_authority(row: ApiToken, authority_key: Ed25519PublicKey | None) -
 
 
 def create(
-    factory: sessionmaker[Session],
-    role: str,
-    name: str,
-    now: datetime,
-    *,
-    expires: timedelta | None = None,
-    trustee_index: int | None = None,
-    signer: Ed25519PrivateKey | None = None,
-    trustees: int | None = None,
+    factory: sessionmaker[Session], role: str, name: str, now: datetime, **options
 ) -> tuple[str, str]:
-    """-> (token id, the token itself: shown once, never stored). See add()."""
+    """-> (token id, the token itself: shown once, never stored), in a transaction of its
+    own. `options`: add()'s (expires, trustee_index, signer, trustees)."""
     with factory.begin() as s:
-        return add(
-            s,
-            role,
-            name,
-            now,
-            expires=expires,
-            trustee_index=trustee_index,
-            signer=signer,
-            trustees=trustees,
-        )
+        return add(s, role, name, now, **options)
 
 
 def add(
