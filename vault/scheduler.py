@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from escrow.canonical import utcnow
 from vault import retention
 
 if TYPE_CHECKING:  # the CLI's sweeper needs neither the API nor FastAPI
@@ -60,7 +61,7 @@ def start(job: Callable[[], object], every: timedelta) -> BackgroundScheduler:
         "interval",
         id="retention-sweep",
         seconds=every.total_seconds(),
-        next_run_time=datetime.now(UTC),
+        next_run_time=utcnow(),
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,

@@ -31,8 +31,7 @@ def sweep(
     ] = None,
 ) -> None:
     """Erase expired records not on legal hold; destroy keys of emptied, ended epochs."""
-    from datetime import UTC, datetime
-
+    from escrow.canonical import utcnow
     from vault import scheduler
     from vault.db import make_engine, upgrade
     from vault.keys import KeyStore
@@ -46,7 +45,7 @@ def sweep(
     def one_sweep() -> None:
         engine = make_engine(st.database_url)
         try:
-            now = datetime.now(UTC)
+            now = utcnow()
             result = scheduler.sweep_once(engine, KeyStore(st.keys_dir), pol, now)
         finally:
             engine.dispose()
@@ -67,12 +66,11 @@ def retention_report(
     ] = None,
 ) -> None:
     """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
-    from datetime import UTC, datetime
-
+    from escrow.canonical import utcnow
     from vault.retention import report
 
     pol = load_policy_or_exit(policy)
-    rep = report(db_factory(), datetime.now(UTC), pol.legal_hold.after_warrant)
+    rep = report(db_factory(), utcnow(), pol.legal_hold.after_warrant)
     typer.echo(json.dumps(rep, indent=1))
 
 
