@@ -28,7 +28,7 @@ from escrow import sealing
 from escrow.keyring import CameraKeyring
 from escrow.sealing import to_wire
 from escrow.trustee import approval_body
-from policies.model import load_policy
+from policies.schema import load_policy
 from vault import store, tokens
 from vault.api import VaultContext, create_app
 from vault.db import downgrade, make_engine, session_factory, upgrade

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from escrow.sealing import KeyStoreError
-from policies.model import load_policy
+from policies.schema import load_policy
 from vault.db import downgrade, make_engine, session_factory, upgrade
 from vault.keys import KeyStore
 from vault.models import Camera, KeyEpoch, SealedRecordRow

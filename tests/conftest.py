@@ -171,7 +171,7 @@ class ApiVault:
 
         from fastapi.testclient import TestClient
 
-        from policies.model import load_policy
+        from policies.schema import load_policy
         from vault.api import VaultContext, create_app
         from vault.db import make_engine
         from vault.keys import KeyStore

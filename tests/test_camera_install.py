@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,16 +19,27 @@ import sqlalchemy as sa
 from tests.conftest import ApiVault, LiveServer, make_authority
 
 ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("pyproject.toml", "README.md", "escrow", "vae", "vault", "policies", "migrations")
 SERVER_ONLY = ["fastapi", "uvicorn", "alembic", "psycopg", "apscheduler", "Crypto", "dlib"]
 
 
 @pytest.fixture(scope="module")
 def camera_venv(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("camera-venv") / "venv"
+    tmp = tmp_path_factory.mktemp("camera-venv")
+    # Installed from a clean copy of the sources: an in-tree build would leave build/ behind.
+    src = tmp / "src"
+    src.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.ckpt.pt")
+            shutil.copytree(ROOT / name, src / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    for args in ([f"{ROOT}[camera]"], ["--no-deps", "facenet-pytorch==2.6.0"]):
+    for args in ([f"{src}[camera]"], ["--no-deps", "facenet-pytorch==2.6.0"]):
         r = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-3000:]
     return venv

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from policies.model import PolicyError, load_policy, parse_duration
+from policies.schema import PolicyError, load_policy, parse_duration
 
 
 def write(tmp_path, text):

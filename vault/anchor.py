@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import canonical_json, iso_utc  # the chain's own encodings
 from vault import merkle
-from vault.audit import _ts  # the chain's own time encoding: both must agree
 from vault.models import AuditEntry
 from vault.refusals import Refused
 
@@ -121,7 +121,7 @@ class Checkpoint:
         return f"{self.format}\n{self.log_id}\n{self.size}\n{self.root}\n{self.time}\n".encode()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        return canonical_json(asdict(self)).decode()
 
     @classmethod
     def from_dict(cls, d: object) -> Checkpoint:
@@ -164,7 +164,7 @@ class Checkpoint:
 def sign(key: CheckpointKey, size: int, root: bytes, now: datetime) -> Checkpoint:
     sk = key.private()
     pub = sk.public_key().public_bytes_raw()
-    unsigned = Checkpoint(log_id(pub), size, root.hex(), _ts(now), _b64(pub), "")
+    unsigned = Checkpoint(log_id(pub), size, root.hex(), iso_utc(now), _b64(pub), "")
     return Checkpoint(**{**asdict(unsigned), "signature": _b64(sk.sign(unsigned.body()))})
 
 
@@ -172,9 +172,7 @@ def sign(key: CheckpointKey, size: int, root: bytes, now: datetime) -> Checkpoin
 
 
 def leaf_bytes(e: AuditEntry) -> bytes:
-    return json.dumps(
-        [e.id, _ts(e.at), e.actor, e.action, e.detail, e.hash], separators=(",", ":")
-    ).encode()
+    return canonical_json([e.id, iso_utc(e.at), e.actor, e.action, e.detail, e.hash])
 
 
 def _entries(s: Session, size: int | None = None) -> list[AuditEntry]:

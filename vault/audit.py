@@ -12,28 +12,23 @@ n should anything slip past (the loser retries on the new head).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import canonical_json, iso_utc
 from vault.models import AuditEntry
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x6B66_6573  # "kfes"
 
 
-def _ts(d: datetime) -> str:
-    d = d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-    return d.isoformat(timespec="microseconds")
-
-
 def entry_hash(prev_hash: str, n: int, at: datetime, actor: str, action: str, detail: str) -> str:
-    body = json.dumps([n, _ts(at), actor, action, detail], separators=(",", ":"))
-    return hashlib.sha256(prev_hash.encode() + b"\x00" + body.encode()).hexdigest()
+    body = canonical_json([n, iso_utc(at), actor, action, detail])
+    return hashlib.sha256(prev_hash.encode() + b"\x00" + body).hexdigest()
 
 
 def lock(s: Session) -> None:
@@ -59,7 +54,7 @@ def append(s: Session, actor: str, action: str, detail: dict, now: datetime) -> 
     head = s.execute(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).scalar()
     n = (head.id + 1) if head else 1
     prev = head.hash if head else GENESIS
-    body = json.dumps(detail, sort_keys=True, separators=(",", ":"))
+    body = canonical_json(detail).decode()
     e = AuditEntry(
         id=n,
         at=now,

@@ -1,8 +1,7 @@
-"""Engine and the one session factory every database access goes through."""
+"""The vault's schema migrations (Alembic, shipped as package data); the engine and session
+factory every database access goes through are escrow.records', re-exported here."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from escrow.records import ensure_sqlite_dir, make_engine, session_factory
 
@@ -23,10 +22,15 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 
 def _alembic_config(url: str):
+    """Alembic's configuration, made here rather than read from alembic.ini (which only a
+    checkout has; it stays for developers who run `alembic` there): the scripts are the
+    `migrations` package's files, wherever it is installed."""
+    from importlib.resources import files
+
     from alembic.config import Config
 
-    root = Path(__file__).resolve().parents[1]
-    cfg = Config(str(root / "alembic.ini"))
-    cfg.set_main_option("script_location", str(root / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("migrations")))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ini interpolation
     return cfg

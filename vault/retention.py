@@ -197,24 +197,17 @@ def report(
                         "records_in_scope": n,
                     }
                 )
-    erased = [
-        {
-            "at": as_utc(e.at).isoformat(),
-            "audit_entry": e.id,
-            "records": json.loads(e.detail)["records"],
-        }
-        for e in entries
-        if e.action == "sweep.erase"
-    ]
-    shredded = [
-        {
-            "at": as_utc(e.at).isoformat(),
-            "audit_entry": e.id,
-            "epochs": json.loads(e.detail)["epochs"],
-        }
-        for e in entries
-        if e.action == "sweep.shred"
-    ]
+
+    def done(action: str, what: str) -> list[dict]:
+        """The sweeper's `action` entries: when, which entry, and the `what` it names."""
+        return [
+            {"at": as_utc(e.at).isoformat(), "audit_entry": e.id, what: json.loads(e.detail)[what]}
+            for e in entries
+            if e.action == action
+        ]
+
+    erased = done("sweep.erase", "records")
+    shredded = done("sweep.shred", "epochs")
     return {
         "erased_records": sum(len(b["records"]) for b in erased),
         "erasures": erased,

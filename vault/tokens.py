@@ -18,7 +18,6 @@ Cameras, investigators and admins need no signature: what they may do is checked
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from escrow.canonical import as_utc
+from escrow.canonical import as_utc, canonical_json, iso_utc
 from vault.models import ApiToken
 
 ROLES = ("camera", "judge", "investigator", "trustee", "auditor", "admin")
@@ -101,12 +100,10 @@ def signed_bytes(
         "role": role,
         "name": name,
         "trustee_index": trustee_index,
-        "expires_at": as_utc(expires_at).isoformat(timespec="microseconds")
-        if expires_at is not None
-        else None,
+        "expires_at": iso_utc(expires_at) if expires_at is not None else None,
         "token_sha256": token_sha256,
     }
-    return SIGNING_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return SIGNING_CONTEXT + canonical_json(body)
 
 
 def _row_bytes(row: ApiToken) -> bytes:
@@ -128,28 +125,12 @@ def issued_by_authority(row: ApiToken, authority_key: Ed25519PublicKey | None) -
 
 
 def create(
-    factory: sessionmaker[Session],
-    role: str,
-    name: str,
-    now: datetime,
-    *,
-    expires: timedelta | None = None,
-    trustee_index: int | None = None,
-    signer: Ed25519PrivateKey | None = None,
-    trustees: int | None = None,
+    factory: sessionmaker[Session], role: str, name: str, now: datetime, **options
 ) -> tuple[str, str]:
-    """-> (token id, the token itself: shown once, never stored). See add()."""
+    """-> (token id, the token itself: shown once, never stored), in a transaction of its
+    own. `options`: add()'s (expires, trustee_index, signer, trustees)."""
     with factory.begin() as s:
-        return add(
-            s,
-            role,
-            name,
-            now,
-            expires=expires,
-            trustee_index=trustee_index,
-            signer=signer,
-            trustees=trustees,
-        )
+        return add(s, role, name, now, **options)
 
 
 def add(

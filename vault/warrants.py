@@ -7,6 +7,9 @@ every time the warrant is used: widening its scope with a database edit makes it
 
 Legal hold: a record in the scope of a warrant stays held (the sweeper must not erase it)
 until `legal_hold.after_warrant` after that warrant ends, by expiry or by revocation.
+
+Revocation ends a warrant at once: the requests still pending under it are closed and the
+shares they gathered wiped.
 """
 
 from __future__ import annotations
@@ -20,17 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import and_, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from escrow.canonical import as_utc
-from vault.models import SealedRecordRow, Warrant
+from escrow.canonical import as_utc, canonical_json, iso_utc
+from vault.models import OpeningRequest, SealedRecordRow, Warrant
 from vault.refusals import Refused
 
 
 class WarrantRefused(Refused):
     """The warrant cannot be used now."""
-
-
-def _ts(d: datetime) -> str:
-    return as_utc(d).isoformat(timespec="microseconds")
 
 
 def cameras(w: Warrant) -> list[str]:
@@ -46,12 +45,13 @@ def canonical(w: Warrant) -> bytes:
         "judge": w.judge,
         "judge_token_id": w.judge_token_id,
         "cameras": cameras(w),
-        "window": [_ts(w.window_start), _ts(w.window_end)],
-        "valid": [_ts(w.not_before), _ts(w.not_after)],
+        "window": [iso_utc(w.window_start), iso_utc(w.window_end)],
+        "valid": [iso_utc(w.not_before), iso_utc(w.not_after)],
         "max_records": w.max_records,
-        "issued_at": _ts(w.issued_at),
+        "issued_at": iso_utc(w.issued_at),
     }
-    return b"keyframe-escrow/warrant\x00" + json.dumps(body, sort_keys=True).encode()
+    # json's default separators (", ", ": "): the form warrants were first signed in
+    return b"keyframe-escrow/warrant\x00" + canonical_json(body, spaced=True)
 
 
 def issue(
@@ -99,6 +99,43 @@ def issue(
     s.add(w)
     s.flush()
     return w
+
+
+def get(s: Session, warrant_id: str) -> Warrant:
+    w = s.get(Warrant, warrant_id)
+    if w is None:
+        raise WarrantRefused(f"no warrant {warrant_id}", 404)
+    return w
+
+
+def revoke(
+    s: Session,
+    w: Warrant,
+    public_key: ed25519.Ed25519PublicKey,
+    *,
+    reason: str,
+    now: datetime,
+    after_warrant: timedelta,
+) -> tuple[list[str], int]:
+    """Revoke `w` now: its pending requests are closed (their gathered shares wiped) and the
+    legal holds brought in line; its records stay held for `after_warrant`.
+    -> (ids of the requests closed, holds released)."""
+    from vault import openings  # openings imports this module
+
+    verify(w, public_key)
+    if w.revoked_at is not None:
+        raise WarrantRefused(f"warrant {w.id} was already revoked", 409)
+    w.revoked_at, w.revoked_reason = now, reason
+    pending = s.scalars(
+        select(OpeningRequest).where(
+            OpeningRequest.warrant_id == w.id, OpeningRequest.status == "pending"
+        )
+    ).all()
+    for req in pending:
+        openings.close(s, req, "closed")
+    s.flush()
+    _, released = refresh_holds(s, now, after_warrant)
+    return [r.id for r in pending], released
 
 
 def verify(w: Warrant, public_key: ed25519.Ed25519PublicKey) -> None:

@@ -74,7 +74,7 @@ def load_scorer(weights: Path | None, samples: int):
 def load_policy_or_exit(path: Path | None = None):
     """The policy in force (PATH, else ESCROW_POLICY, else the shipped one); a bad file is
     one line and exit 2."""
-    from policies.model import PolicyError, load_policy
+    from policies.schema import PolicyError, load_policy
 
     try:
         return load_policy(path or get_settings().policy)

@@ -31,11 +31,10 @@ def sweep(
     ] = None,
 ) -> None:
     """Erase expired records not on legal hold; destroy keys of emptied, ended epochs."""
-    from datetime import UTC, datetime
-
+    from escrow.canonical import utcnow
+    from vault import scheduler
     from vault.db import make_engine, upgrade
     from vault.keys import KeyStore
-    from vault.retention import sweep as run_sweep
 
     if once == daemon:
         raise UserError("say --once or --daemon")
@@ -46,16 +45,8 @@ def sweep(
     def one_sweep() -> None:
         engine = make_engine(st.database_url)
         try:
-            now = datetime.now(UTC)
-            result = run_sweep(
-                engine,
-                KeyStore(st.keys_dir),
-                now,
-                pol.sweep.batch,
-                after_warrant=pol.legal_hold.after_warrant,
-                unfetched_after=pol.openings.unfetched_after,
-                keep_keys_for=pol.retention.for_camera,
-            )
+            now = utcnow()
+            result = scheduler.sweep_once(engine, KeyStore(st.keys_dir), pol, now)
         finally:
             engine.dispose()
         typer.echo(json.dumps({"at": now.isoformat(), **result.summary()}))
@@ -64,41 +55,8 @@ def sweep(
     if once:
         one_sweep()
         return
-    import signal
-    import time
-
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    # The jobs run in a worker thread; the main thread only waits, in short sleeps, so a stop
-    # signal is acted on within 0.2 s whatever the sweep interval.
-    sched = BackgroundScheduler(timezone="UTC")
-    # The first run is now: whatever fell due while no sweeper ran is caught up at start.
-    sched.add_job(
-        one_sweep,
-        "interval",
-        seconds=pol.sweep.every.total_seconds(),
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-    )
     typer.echo(f"sweeping every {pol.sweep.every}; Ctrl-C to stop", err=True)
-
-    def stop(signum, frame):  # SIGTERM (a service manager) stops it like Ctrl-C
-        raise KeyboardInterrupt
-
-    # Installed explicitly, SIGINT too: a process started with SIGINT ignored (nohup, some
-    # supervisors, a parent that ignores it) inherits that, and Python then never raises
-    # KeyboardInterrupt, so Ctrl-C would not stop the daemon.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    sched.start()
-    try:
-        while sched.running:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sched.shutdown(wait=False)
+    scheduler.run_forever(one_sweep, pol.sweep.every)
 
 
 @retention_app.command("report")
@@ -108,12 +66,11 @@ def retention_report(
     ] = None,
 ) -> None:
     """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
-    from datetime import UTC, datetime
-
+    from escrow.canonical import utcnow
     from vault.retention import report
 
     pol = load_policy_or_exit(policy)
-    rep = report(db_factory(), datetime.now(UTC), pol.legal_hold.after_warrant)
+    rep = report(db_factory(), utcnow(), pol.legal_hold.after_warrant)
     typer.echo(json.dumps(rep, indent=1))
 
 
@@ -124,7 +81,7 @@ def policy_check(
     ] = None,
 ) -> None:
     """Validate a policy file and print the effective policy."""
-    from policies.model import PolicyError, load_policy
+    from policies.schema import PolicyError, load_policy
 
     try:
         policy = load_policy(file)

@@ -282,7 +282,7 @@ def tokens_create(
     from datetime import UTC, datetime
 
     from escrow.cli.app import authority_signer
-    from policies.model import parse_duration
+    from policies.schema import parse_duration
     from vault import tokens
 
     try:

@@ -5,22 +5,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from escrow.canonical import utcnow
 from escrow.sealing import KeyStoreError
-from policies.model import Policy
+from policies.schema import Policy
 from vault.anchor import CheckpointKey
 from vault.db import session_factory
 from vault.keys import KeyStore
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -19,6 +19,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from escrow.canonical import as_utc
+
 
 def _printable(v: str) -> str:
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in v):
@@ -28,7 +30,7 @@ def _printable(v: str) -> str:
 
 def _utc(v: datetime) -> datetime:
     try:
-        v = v.astimezone(UTC)
+        v = as_utc(v)
     except OverflowError as exc:
         raise ValueError("time out of range") from exc
     if not 1970 <= v.year <= 9000:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from escrow.canonical import as_utc
 from vault import audit, tokens
+from vault.api.actions import act
 from vault.api.deps import AdminCaller, AdminOrAuditor, get_ctx
 from vault.api.errors import Refused
 from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenIn, TokenOut
@@ -29,15 +30,13 @@ def cameras(request: Request, caller: AdminOrAuditor):
 
 @router.post("/cameras", response_model=CameraOut, status_code=201)
 def add_camera(body: CameraIn, request: Request, caller: AdminCaller):
-    ctx = get_ctx(request)
-    now = ctx.clock()
-    with ctx.factory.begin() as s:
-        if s.get(Camera, body.id) is not None:
+    with act(get_ctx(request), caller) as a:
+        if a.s.get(Camera, body.id) is not None:
             raise Refused(f"camera {body.id} exists", 409)
-        cam = Camera(id=body.id, name=body.name, created=now)
-        s.add(cam)
-        audit.append(s, caller.actor, "camera.add", {"camera": body.id}, now)
-        return CameraOut(id=cam.id, name=cam.name, created=now)
+        cam = Camera(id=body.id, name=body.name, created=a.now)
+        a.s.add(cam)
+        a.audit("camera.add", {"camera": body.id})
+        return CameraOut(id=cam.id, name=cam.name, created=a.now)
 
 
 def _token_out(t: ApiToken) -> dict:
@@ -63,18 +62,16 @@ def create_token(body: TokenIn, request: Request, caller: AdminCaller):
     refused (403, audited): people's tokens come from `escrow tokens create`, and judge,
     trustee and auditor tokens are signed there by the escrow authority (separation of
     duties: the admin who runs the vault cannot make themselves one)."""
-    ctx = get_ctx(request)
-    now = ctx.clock()
     if body.role not in API_ROLES:
         raise Refused(
             f"an admin creates {', '.join(API_ROLES)} tokens only; a {body.role} token is issued "
             "with `escrow tokens create` by the escrow authority",
             403,
         )
-    with ctx.factory.begin() as s:
-        tid, token = tokens.add(s, body.role, body.name, now)
-        audit.append(s, caller.actor, "token.create", {"token": tid, "role": body.role}, now)
-        return TokenCreated(**_token_out(s.get(ApiToken, tid)), token=token)
+    with act(get_ctx(request), caller) as a:
+        tid, token = tokens.add(a.s, body.role, body.name, a.now)
+        a.audit("token.create", {"token": tid, "role": body.role})
+        return TokenCreated(**_token_out(a.s.get(ApiToken, tid)), token=token)
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenOut)

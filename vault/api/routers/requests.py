@@ -10,13 +10,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from escrow.canonical import as_utc
-from vault import audit, openings
+from vault import openings, warrants
+from vault.api.actions import Action, act
 from vault.api.context import VaultContext
 from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
 from vault.api.errors import Refused
-from vault.api.routers.warrants import load as load_warrant
-from vault.api.routers.warrants import out as warrant_out
-from vault.api.routers.warrants import record_meta
 from vault.api.schemas import (
     ApprovalIn,
     ApprovalOut,
@@ -29,7 +27,8 @@ from vault.api.schemas import (
     RequestOut,
     ReviewOut,
 )
-from vault.models import OpeningRequest
+from vault.api.views import record_meta, warrant_out
+from vault.models import OpeningRequest, Warrant
 from vault.store import checkpoint_wal
 
 router = APIRouter(prefix="/requests", tags=["requests"])
@@ -75,26 +74,29 @@ def _load(s, request_id: str, caller: Caller, lock: bool = False) -> OpeningRequ
     return req
 
 
+def _locked(a: Action, request_id: str, caller: Caller) -> tuple[OpeningRequest, Warrant]:
+    """The request, locked (see _load), and its warrant: what approving and releasing act on."""
+    req = _load(a.s, request_id, caller, lock=True)
+    return req, warrants.get(a.s, req.warrant_id)
+
+
 @router.post("", response_model=RequestCreated, status_code=201)
 def create(body: RequestIn, request: Request, caller: InvestigatorCaller):
     """Ask to open chosen records of a warrant's scope. The fetch secret is shown once."""
     ctx = get_ctx(request)
-    now = ctx.clock()
-    with ctx.factory.begin() as s:
-        w = load_warrant(s, body.warrant_id)
+    with act(ctx, caller) as a:
+        w = warrants.get(a.s, body.warrant_id)
         req, secret = openings.create(
-            s,
+            a.s,
             w,
             ctx.warrant_key,
             requester=caller.name,
             requester_token_id=caller.token_id,
             ids=body.record_ids,
             reason=body.reason,
-            now=now,
+            now=a.now,
         )
-        audit.append(
-            s,
-            caller.actor,
+        a.audit(
             "request.create",
             {
                 "request": req.id,
@@ -102,9 +104,8 @@ def create(body: RequestIn, request: Request, caller: InvestigatorCaller):
                 "records": openings.record_ids(req),
                 "reason": body.reason,
             },
-            now,
         )
-        return RequestCreated(request=out(s, req, ctx), fetch_secret=secret)
+        return RequestCreated(request=out(a.s, req, ctx), fetch_secret=secret)
 
 
 @router.get("", response_model=list[RequestOut])
@@ -134,7 +135,7 @@ def review(request_id: str, request: Request, caller: TrusteeCaller):
     ctx = get_ctx(request)
     with ctx.factory() as s:
         req = _load(s, request_id, caller)
-        w = load_warrant(s, req.warrant_id)
+        w = warrants.get(s, req.warrant_id)
         r = openings.review(s, req, w, ctx.keystore, caller.trustee_index)
         return ReviewOut(
             request=out(s, req, ctx),
@@ -158,14 +159,13 @@ def approve(
     """Approve with this trustee's shares of the request's epoch keys, unsealed on the
     trustee's machine and sealed for the release (`escrow request approve` does it)."""
     ctx = get_ctx(request)
-    now = ctx.clock()
     try:
-        with ctx.factory.begin() as s:
-            req = _load(s, request_id, caller, lock=True)
+        with act(ctx, caller) as a:
+            req, w = _locked(a, request_id, caller)
             n = openings.approve(
-                s,
+                a.s,
                 req,
-                load_warrant(s, req.warrant_id),
+                w,
                 ctx.warrant_key,
                 ctx.keystore,
                 trustee=caller.name,
@@ -173,16 +173,13 @@ def approve(
                 trustee_index=caller.trustee_index,
                 shares=body.shares,
                 request_digest=body.request_digest,
-                now=now,
+                now=a.now,
             )
-            audit.append(
-                s,
-                caller.actor,
+            a.audit(
                 "request.approve",
                 {"request": req.id, "approvals": n, "required": ctx.required_approvals},
-                now,
             )
-            return out(s, req, ctx)
+            return out(a.s, req, ctx)
     except IntegrityError as exc:  # a concurrent approval with the same trustee or share
         raise Refused("this trustee or share has already approved the request", 409) from exc
 
@@ -196,23 +193,20 @@ def release(
 ):
     """Open the approved request's records and return the crops, once."""
     ctx = get_ctx(request)
-    now = ctx.clock()
-    with ctx.factory.begin() as s:
-        req = _load(s, request_id, caller, lock=True)
+    with act(ctx, caller) as a:
+        req, w = _locked(a, request_id, caller)
         released, withheld = openings.release(
-            s,
+            a.s,
             req,
-            load_warrant(s, req.warrant_id),
+            w,
             ctx.warrant_key,
             ctx.keystore,
             token_id=caller.token_id,
             fetch_secret=body.fetch_secret,
             required=ctx.required_approvals,
-            now=now,
+            now=a.now,
         )
-        audit.append(
-            s,
-            caller.actor,
+        a.audit(
             "request.release",
             {
                 "request": req.id,
@@ -220,7 +214,6 @@ def release(
                 "released": [[r["record_id"], r["ciphertext_sha256"]] for r in released],
                 "withheld": withheld,
             },
-            now,
         )
     checkpoint_wal(ctx.engine)  # the wiped shares leave SQLite's write-ahead log too
     b64 = base64.b64encode

@@ -1,4 +1,4 @@
-"""The validated policy model: retention, key epochs, k-of-n openings, legal holds, sweeps.
+"""The validated policy schema: retention, key epochs, k-of-n openings, legal holds, sweeps.
 
 Policy files are TOML (read with the standard library). Durations are written "30m", "72h",
 "7d" or "2w". Unknown keys are errors, so a typo never silently falls back to a default.
@@ -64,6 +64,12 @@ class Retention(Strict):
 
 
 class Keys(Strict):
+    """Deprecated: `[keys] epoch` is still read (a policy file that has it loads), but it
+    does not govern the vault. The length of a key epoch is fixed when the key store is made:
+    `escrow keys init --epoch-hours N` writes it into the key store (`epoch_hours`), and every
+    epoch issued later takes that one; this value is only the default of `--epoch-hours`
+    when it is not given (rounded to whole hours). Changing it afterwards changes nothing."""
+
     epoch: Duration = timedelta(hours=24)
 
 
