@@ -206,7 +206,7 @@ def demo(
 
     from sqlalchemy import select
 
-    from escrow.cli.vault_cmds import DEV_PASSPHRASE as DEV
+    from escrow.cli.admin import DEV_PASSPHRASE as DEV
     from escrow.sample import sample_face_table, write_sample_video
     from escrow.sealing import KeyStoreError
     from vault.db import make_engine, session_factory
