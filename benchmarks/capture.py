@@ -20,11 +20,10 @@ import cv2
 import torch
 
 from escrow.agent import CaptureAgent, CaptureConfig
-from escrow.detect import FrameDetector
+from escrow.detect import FaceDetector, FrameDetector
 from escrow.keyring import CameraKeyring
 from escrow.settings import get_settings
 from escrow.sources import Source
-from vae.faces import FaceDetector
 from vae.score import QualityScorer
 from vault.db import make_engine, session_factory, upgrade
 from vault.keys import KeyStore

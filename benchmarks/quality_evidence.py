@@ -11,9 +11,9 @@ import json
 
 import torch
 
+from escrow.detect import FaceDetector
 from escrow.settings import get_settings
-from vae.evidence import degradation_table, heldout_celeba_faces
-from vae.faces import FaceDetector
+from vae.erc.evidence import degradation_table, heldout_celeba_faces
 from vae.score import QualityScorer
 
 

@@ -14,7 +14,8 @@ def astronaut_rgb() -> np.ndarray:
 
 def astronaut_face(margin: float = 0.2) -> np.ndarray:
     """The astronaut's face crop, cut with the project's detector and framing."""
-    from vae.faces import FaceDetector, cut_crop, largest_face
+    from escrow.detect import FaceDetector, largest_face
+    from vae.framing import cut_crop
 
     rgb = astronaut_rgb()
     face = largest_face(FaceDetector().detect(rgb))
@@ -54,7 +55,7 @@ def write_sample_video(path, frames: int = 48, size: tuple[int, int] = (640, 480
     import cv2
     from skimage import data
 
-    from vae.faces import FaceDetector, largest_face
+    from escrow.detect import FaceDetector, largest_face
 
     rgb = astronaut_rgb()
     face = largest_face(FaceDetector().detect(rgb))

@@ -48,7 +48,7 @@ def scorer():
 
 @pytest.fixture(scope="session")
 def detector():
-    from vae.faces import FaceDetector
+    from escrow.detect import FaceDetector
 
     return FaceDetector()
 

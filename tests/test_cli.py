@@ -77,8 +77,9 @@ def test_quality_json(files):
 
 
 def test_quality_score_matches_library_and_is_reproducible(files, scorer, detector):
+    from escrow.detect import largest_face
     from vae.data import read_rgb
-    from vae.faces import cut_crop, largest_face
+    from vae.framing import cut_crop
 
     rgb = read_rgb(files["faces"][0])
     want = scorer.score([cut_crop(rgb, largest_face(detector.detect(rgb)).box)])[0]

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from vae.data import list_images, normalise_contrast, read_rgb, to_batch, to_gray64
+from vae.data import list_images, read_rgb, to_batch, to_gray64
+from vae.erc.contrast import normalise_contrast
 
 
 def _rgb(h=90, w=70, seed=0):

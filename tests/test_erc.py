@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vae import erc
-from vae.baselines import exposure, face_size, sharpness
+from vae.erc import curve as erc
+from vae.erc.baselines import exposure, face_size, sharpness
 
 # Ten genuine pairs, distances 0.1 .. 1.0; at f = 0.2 the threshold is the 8th smallest
 # distance (0.8), so the two largest (0.9, 1.0) are the false non-matches.

@@ -77,7 +77,7 @@ def test_erc_writes_plots_csv_and_summary(first_run, lfw):
         assert cmp["best_baseline"] in m and cmp["best_baseline"] not in ("VAE", "PERFECT")
     rows = list(csv.DictReader((out / "erc.csv").open()))
     assert {r["method"] for r in rows} == set(s["methods"])
-    from vae.baselines import brisque_available
+    from vae.erc.baselines import brisque_available
 
     # BRISQUE is an optional extra: present, it is a baseline; absent, the run says so
     has = brisque_available()

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from escrow.detect import Face, central_face, largest_face
 from vae.data import read_rgb
-from vae.erc_data import find_identity_file, load_celeba, load_dataset, load_lfw
-from vae.faces import Face, central_face, largest_face
+from vae.erc.data import find_identity_file, load_celeba, load_dataset, load_lfw
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +62,8 @@ def test_the_centre_face_is_picked_not_the_largest():
 
 
 def test_dlib_matcher_same_person_closer_than_others(lfw_dir):
-    from vae.faces import FaceDetector
-    from vae.matchers import DlibMatcher
+    from escrow.detect import FaceDetector
+    from vae.erc.matchers import DlibMatcher
 
     det, m = FaceDetector(), DlibMatcher()
     people = ["Colin_Powell", "Hans_Blix", "Tony_Blair"]
@@ -87,7 +87,7 @@ def test_facenet_matcher_loads_weights_from_a_file(tmp_path, lfw_dir):
     import torch
     from facenet_pytorch import InceptionResnetV1
 
-    from vae.matchers import FacenetMatcher, MatcherUnavailable
+    from vae.erc.matchers import FacenetMatcher, MatcherUnavailable
 
     path = tmp_path / "facenet.pt"
     torch.manual_seed(0)
@@ -105,8 +105,8 @@ def test_facenet_matcher_loads_weights_from_a_file(tmp_path, lfw_dir):
 
 
 def test_framings_cut_the_same_face_and_are_cached(lfw_dir, tmp_path):
-    from vae.erc_data import Sample, detect_faces, vae_crops
-    from vae.erc_run import weights_framing
+    from vae.erc.data import Sample, detect_faces, vae_crops
+    from vae.erc.run import weights_framing
 
     people = ["Colin_Powell", "Hans_Blix"]
     samples = [Sample(lfw_dir / p / f"{p}_{i:04d}.jpg", p) for p in people for i in (1, 2)]
@@ -137,8 +137,8 @@ def test_inner_aligned_chip_is_the_middle_of_the_chip_at_its_native_size(lfw_dir
     in the image (never upsampled there), shrunk to at most max_side."""
     import cv2
 
-    from vae.erc_data import Sample, detect_faces, vae_crops
-    from vae.matchers import DlibMatcher
+    from vae.erc.data import Sample, detect_faces, vae_crops
+    from vae.erc.matchers import DlibMatcher
 
     p = "Colin_Powell"
     table = detect_faces([Sample(lfw_dir / p / f"{p}_0001.jpg", p)], tmp_path, progress=False)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from escrow.detect import largest_face
 from vae.data import read_rgb, to_gray64
-from vae.faces import cut_crop, largest_face
-from vae.framing import CAPTURE_MARGIN, Framing
+from vae.framing import CAPTURE_MARGIN, Framing, cut_crop
 
 
 @pytest.fixture(scope="module")

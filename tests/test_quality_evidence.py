@@ -15,7 +15,7 @@ import pytest
 
 from vae.data import to_gray64
 from vae.degrade import DEGRADATIONS
-from vae.evidence import degradation_table, heldout_celeba_faces
+from vae.erc.evidence import degradation_table, heldout_celeba_faces
 from vae.score import LN2
 
 N_FACES = 200

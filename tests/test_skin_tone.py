@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vae.skin_tone import band_of, ita, merged_bands
+from vae.erc.skin_tone import band_of, ita, merged_bands
 
 
 def patch_of_lab(lightness: float, a: float, b: float, size: int = 32) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_bands_follow_chardon_and_merge_small_ones():
 def test_rejection_by_band_on_a_hand_made_table():
     """A score that rejects the darkest faces first rejects the darkest band, none of the
     lightest; the FNMR per band counts the pairs above the threshold."""
-    from vae.skin_tone import rejection_by_band
+    from vae.erc.skin_tone import rejection_by_band
 
     angles = np.concatenate([np.full(60, 60.0), np.full(20, 35.0), np.full(20, -40.0)])
     distance = np.linspace(0.0, 1.0, 100)

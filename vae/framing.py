@@ -1,9 +1,11 @@
-"""How a face is framed for the quality VAE: which square around the MTCNN box, and at what
+"""How a face is framed for the quality VAE, and the one way this project cuts a face crop
+(`cut_crop`: training, `escrow quality`, the ERC and the capture agent all cut here, so the
+model always sees faces framed the same way): which square around the MTCNN box, and at what
 resolution, before the shared 64x64 gray preprocessing (vae/data.py).
 
 A likelihood model can only be scored on faces framed the way it was trained, so the framing
 travels with the weights (their training record) and every caller asks the scorer for it.
-Two settings, both measured on LFW with a real matcher (docs/erc.md):
+Two settings, both measured on LFW with a real matcher (the ERC, vae/MODEL_CARD.md):
 
 - `margin`: the square has side (1 + margin) x the box. The capture agent stores crops of
   1.2 x the box (CAPTURE_MARGIN: some context for the investigator); the VAE may look at a
@@ -23,7 +25,27 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vae.faces import cut_crop
+
+def square_box(box: Sequence[float], margin: float = 0.2) -> tuple[int, int, int, int]:
+    """Square around the box centre, side = max(w, h) * (1 + margin), in integer pixels."""
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(2, int(round(side)))
+    return left, top, left + s, top + s
+
+
+def cut_crop(image: np.ndarray, box: Sequence[float], margin: float = 0.2) -> np.ndarray:
+    """Cut the square face crop from the full-resolution image (edges replicated)."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = square_box(box, margin)
+    pad = max(0, -x1, -y1, x2 - w, y2 - h)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x1, y1, x2, y2 = x1 + pad, y1 + pad, x2 + pad, y2 + pad
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
 
 CAPTURE_MARGIN = 0.2  # what the capture agent and `escrow quality` cut and seal
 

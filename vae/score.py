@@ -18,11 +18,11 @@ Two numbers per crop:
   training faces': bits beyond what any face costs are noise or texture, not facial detail,
   and must not earn credit, so the likelihood alone judges them. On LFW it predicts
   recognition errors better than the floor, and noisy faces still score below their
-  originals (docs/erc.md, vae/MODEL_CARD.md).
+  originals (vae/MODEL_CARD.md).
   bits_png may be measured on x**gamma (`complexity_gamma` in the record, 1 when absent): a
   dark crop uses fewer gray levels and so compresses better whatever its detail, which made
-  the correction reject dark-looking faces beyond what recognition justifies (docs/erc.md
-  #58, #62). `light_neutral_gamma` picks gamma on the training crops, where the code length
+  the correction reject dark-looking faces beyond what recognition justifies.
+  `light_neutral_gamma` picks gamma on the training crops, where the code length
   stops following the crop's brightness.
 """
 

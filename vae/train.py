@@ -56,13 +56,13 @@ class TrainConfig:
     # likelihood does not punish the few pixels a detector box moves between two shots of an
     # equally good face. 0: off.
     jitter: float = 0.0
-    # Photometric jitter of the clean faces (not in the paper, docs/erc.md #59): each face,
+    # Photometric jitter of the clean faces (not in the paper): each face,
     # target included, is re-lit by a gamma of exp(U(-relight, relight)), so that the
     # likelihood learns a dark-skinned or dimly lit face as a face, not as a defect. The
     # exposure failure of the denoising objective is then best left out. 0: off.
     relight: float = 0.0
     # Which failures the denoising objective draws (vae/degrade.py); the default is the four
-    # camera failures. The shipped model leaves exposure out and re-lits instead (#59, #60).
+    # camera failures. The shipped model leaves exposure out and re-lits instead.
     degradations: tuple[str, ...] = CAMERA_FAILURES
     # beta of a beta-VAE (Higgins et al. 2017): the KL term's weight in the training loss;
     # 1 is the paper's ELBO. Above 1 the code keeps less of each face, so the decoder redraws
@@ -75,7 +75,7 @@ class TrainConfig:
     max_side: int | None = None
     complexity: str = "bounded"  # the score's complexity correction (vae/score.py)
     # the light at which it counts the code length: a number, or "auto" for the training
-    # crops' light-neutral gamma (vae/score.py, docs/erc.md #62); "1" is the plain x
+    # crops' light-neutral gamma (vae/score.py); "1" is the plain x
     complexity_gamma: str = "1"
     min_face_size: int = 20
     limit: int | None = None
@@ -143,7 +143,7 @@ def crop_faces(
         z = np.load(cache, allow_pickle=False)
         log(f"face crops: {len(z['crops'])} from cache {cache}")
         return z["crops"], [str(s) for s in z["paths"]]
-    from vae.faces import FaceDetector, largest_face
+    from escrow.detect import FaceDetector, largest_face
     from vae.framing import Framing
 
     framing = Framing(cfg.margin, cfg.max_side)

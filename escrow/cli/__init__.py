@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from escrow.cli import admin, camera, client, erc, faces, oversight  # noqa: F401  (register commands)
+from escrow.cli import admin, camera, client, oversight, quality  # noqa: F401  (register commands)
 from escrow.cli.app import UserError, app, err
 from escrow.settings import get_settings
 

@@ -54,7 +54,7 @@ def setup_torch() -> None:
 
 
 def need_detector() -> None:
-    from vae.faces import FacenetMissing, require_facenet
+    from escrow.detect import FacenetMissing, require_facenet
 
     try:
         require_facenet()

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vae import erc
-from vae.baselines import baseline_qualities
-from vae.erc_data import FaceTable, detect_faces, load_dataset, vae_crops
-from vae.erc_report import (
+from vae.erc import curve as erc
+from vae.erc.baselines import baseline_qualities
+from vae.erc.data import FaceTable, detect_faces, load_dataset, vae_crops
+from vae.erc.matchers import embeddings, make_matcher
+from vae.erc.report import (
     f_label,
     plot_erc,
     skin_tone_table,
@@ -22,8 +23,7 @@ from vae.erc_report import (
     write_curves_csv,
     write_summary,
 )
-from vae.matchers import embeddings, make_matcher
-from vae.skin_tone import PROXY, face_itas, rejection_by_band
+from vae.erc.skin_tone import PROXY, face_itas, rejection_by_band
 
 OURS = "VAE"
 DIAGNOSTIC = ("VAE log RP",)  # shown, but not a baseline the VAE must beat

@@ -10,7 +10,7 @@ whether the domain of the training faces, not the objective, is what holds the V
 f = 0.05. It stays unsupervised: no identity, quality or matcher output is used; the
 people evaluated on are never trained on (checked below).
 
-    ESCROW_THREADS=2 .venv/bin/python benchmarks/erc_train_indomain.py \
+    ESCROW_THREADS=2 .venv/bin/python experiments/erc/train_indomain.py \
         --lfw ../shared/data/lfw --out /tmp/vae-indomain.pt --epochs 40
     .venv/bin/escrow erc --dataset ../shared/data/lfw --out /tmp/erc-indomain \
         --matcher dlib --weights /tmp/vae-indomain.pt --bootstrap 300
@@ -26,12 +26,12 @@ import numpy as np
 
 import vae.train as vt
 from escrow.settings import get_settings
-from vae.erc_data import Sample, _images_in, detect_faces, load_lfw, vae_crops
+from vae.erc.data import Sample, _images_in, detect_faces, load_lfw, vae_crops
 from vae.score import DEFAULT_WEIGHTS, read_weights
 
 
 def singleton_samples(lfw: Path) -> list[Sample]:
-    """LFW people with exactly one image: never part of the ERC (vae.erc_data.load_lfw)."""
+    """LFW people with exactly one image: never part of the ERC (vae.erc.data.load_lfw)."""
     out = []
     for person in sorted(p for p in lfw.iterdir() if p.is_dir()):
         imgs = _images_in(person)

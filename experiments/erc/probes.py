@@ -1,6 +1,6 @@
 """Where the VAE's ERC falls short at f = 0.05: three probes on the cached LFW faces (docs/erc.md).
 
-    .venv/bin/python benchmarks/erc_probes.py --summary docs/erc/summary.json
+    .venv/bin/python experiments/erc/probes.py --summary docs/erc/summary.json
 
 1. Breakdown of the false non-matches at f = 0.05: subjects with only the two images of the
    pair; probes that match another, non-reference image of their subject within d_t (the
@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from escrow.settings import get_settings
-from vae import erc
-from vae.baselines import baseline_qualities
 from vae.data import read_rgb
-from vae.erc_data import FaceTable, vae_crops
-from vae.erc_run import cached_faces, weights_framing
-from vae.matchers import face_recognition_models_dir
+from vae.erc import curve as erc
+from vae.erc.baselines import baseline_qualities
+from vae.erc.data import FaceTable, vae_crops
+from vae.erc.matchers import face_recognition_models_dir
+from vae.erc.run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
 from vae.score import QualityScorer
 

@@ -15,8 +15,8 @@ recipe (vae/train.py's train_step), on random squares of two sources that hold n
 Each patch goes through the face model's preprocessing (shrunk to its resolution cap, then
 the shared 64x64 gray resize), so the two models see crops with the same pixel statistics.
 
-    ESCROW_THREADS=1 .venv/bin/python benchmarks/erc_background.py --out /tmp/vae-bg.pt
-    .venv/bin/python benchmarks/erc_variants.py --summary docs/erc/summary.json \
+    ESCROW_THREADS=1 .venv/bin/python experiments/erc/background.py --out /tmp/vae-bg.pt
+    .venv/bin/python experiments/erc/variants.py --summary docs/erc/summary.json \
         --background /tmp/vae-bg.pt --bootstrap 0
 """
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from escrow.detect import FaceDetector, largest_face
 from vae.data import list_images, read_rgb, to_gray64
 from vae.degrade import DEGRADATIONS
-from vae.faces import FaceDetector, largest_face
 from vae.framing import Framing
 from vae.train import read_identities, split_holdout
 

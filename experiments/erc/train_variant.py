@@ -2,7 +2,7 @@
 
 `escrow vae train` cuts every crop as a square of 1.2 x the MTCNN box. This script trains
 the same model with the same training code (vae/train.py: same split, same people held out,
-same objective) on crops framed another way, so `benchmarks/erc_variants.py --framing` can
+same objective) on crops framed another way, so `experiments/erc/variants.py --framing` can
 score LFW framed the same way:
 
     margin=M    square of (1 + M) x the box (M = 0.2 is the shipped framing)
@@ -10,12 +10,12 @@ score LFW framed the same way:
     aligned=P   dlib's 5-point aligned chip with padding P (the matcher's own alignment)
     aligned=P,inner=F,max_side=S   its central fraction F, cut at most S px (#47, #48)
 
-    ESCROW_THREADS=2 .venv/bin/python benchmarks/erc_train_variant.py --framing aligned=0.25 \
+    ESCROW_THREADS=2 .venv/bin/python experiments/erc/train_variant.py --framing aligned=0.25 \
         --out /tmp/vae-aligned.pt --epochs 40 --batch-size 64 --lr 0.002 --schedule cosine
 
 `--contrast standardise|equalise` also takes each crop's brightness and contrast out
-(vae.data.normalise_contrast, #54); the form travels in the weights' record and
-`benchmarks/erc_variants.py` applies it to the faces it scores. `--relight G` re-lights the
+(vae.erc.contrast.normalise_contrast, #54); the form travels in the weights' record and
+`experiments/erc/variants.py` applies it to the faces it scores. `--relight G` re-lights the
 clean training faces by a random gamma of exp(U(-G, G)) (vae.train.TrainConfig.relight, #59),
 best with `--degradations blur,resolution,noise` (under-exposure left out).
 
@@ -31,8 +31,8 @@ import numpy as np
 
 import vae.train as vt
 from escrow.settings import get_settings
-from vae.data import CONTRAST_FORMS, normalise_contrast
-from vae.erc_data import Sample, detect_faces, vae_crops
+from vae.erc.contrast import CONTRAST_FORMS, normalise_contrast
+from vae.erc.data import Sample, detect_faces, vae_crops
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ and hats; this asks whether a model that has seen only the faces it already like
 (ranked by its own quality score, no identities, no LFW) becomes stricter where recognition
 fails. Same split, framing, objective and augmentation as `escrow vae train`:
 
-    ESCROW_THREADS=2 .venv/bin/python benchmarks/erc_finetune_best.py --keep 0.7 \
+    ESCROW_THREADS=2 .venv/bin/python experiments/erc/finetune_best.py --keep 0.7 \
         --epochs 10 --lr 0.0005 --out /tmp/vae-best70.pt
-    .venv/bin/python benchmarks/erc_variants.py --summary docs/erc/summary.json \
+    .venv/bin/python experiments/erc/variants.py --summary docs/erc/summary.json \
         --weights /tmp/vae-best70.pt
 """
 

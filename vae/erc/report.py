@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.erc import PERFECT, R_GRID, RANDOM
+from vae.erc.curve import PERFECT, R_GRID, RANDOM
 
 # Fixed colours so that plots of different runs read the same way.
 STYLE = {
@@ -114,7 +114,7 @@ def summary_table(summary: dict) -> str:
 
 
 def skin_tone_table(summary: dict) -> str:
-    """Markdown table of whom each method rejects, per skin-tone band (vae/skin_tone.py), at
+    """Markdown table of whom each method rejects, per skin-tone band (vae/erc/skin_tone.py), at
     the largest f: the band's FNMR before rejection against the share of it rejected at
     r = 0.1 / 0.2."""
     bands = summary.get("by_skin_tone", {}).get("bands", [])

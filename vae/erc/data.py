@@ -32,7 +32,10 @@ from tqdm import tqdm
 from vae.data import IMAGE_SUFFIXES, read_rgb, save_npz_atomically, to_gray64
 
 ERC_CACHE_VERSION = 1  # bump when detection, face picking or crop cutting changes
-VAE_MARGIN = 0.2  # the margin the shipped VAE was trained with (vae/train.py)
+# The margin the face table's crops are cut at: the capture margin (vae.framing.CAPTURE_MARGIN).
+# It is not the shipped VAE's framing: the weights carry their own (a tighter inner square,
+# capped; vae/framing.py), and `vae_crops` re-frames the same boxes for them.
+VAE_MARGIN = 0.2
 FACE_SIZE = 112  # side of the box-only gray crop the baselines measure
 
 
@@ -139,7 +142,7 @@ def _files_key(samples: list[Sample], extra: object) -> str:
 
 def face_gray(rgb: np.ndarray, box: tuple[float, ...], size: int = FACE_SIZE) -> np.ndarray:
     """Gray square of the detector's box (no margin) at `size` px: what the baselines see."""
-    from vae.faces import cut_crop
+    from vae.framing import cut_crop
 
     g = cv2.cvtColor(cut_crop(rgb, box, 0.0), cv2.COLOR_RGB2GRAY)
     interp = cv2.INTER_AREA if g.shape[0] >= size else cv2.INTER_LINEAR
@@ -170,7 +173,8 @@ def detect_faces(
             no_face=[str(p) for p in z["no_face"]],
             key=key,
         )
-    from vae.faces import FaceDetector, central_face, cut_crop
+    from escrow.detect import FaceDetector, central_face
+    from vae.framing import cut_crop
 
     det = FaceDetector(min_face_size=min_face_size)
     rows: dict[str, list] = {k: [] for k in ("paths", "subjects", "boxes", "probs", "n_faces")}
@@ -265,7 +269,7 @@ def aligned_gray64(
     box framings measured best well inside the face); `max_side` caps the native resolution
     the chip is cut at, as vae/framing.py does for the box framings. Without either, the chip
     is cut at 128 px (the first aligned experiment, #7). An experiment in framing: docs/erc.md."""
-    from vae.matchers import DlibMatcher
+    from vae.erc.matchers import DlibMatcher
 
     extra = (f"-i{inner:g}" if inner != 1.0 else "") + (f"-s{max_side}" if max_side else "")
     cache = Path(cache_dir) / "erc" / f"gray64-{table.key}-aligned{padding:g}{extra}.npy"

@@ -79,11 +79,11 @@ def merged_bands(angles: np.ndarray, min_count: int) -> np.ndarray:
 
 
 def face_itas(table, cache_dir: Path, progress: bool = True) -> np.ndarray:
-    """ITA of each face of an ERC face table (vae/erc_data.py), measured on the colour image
+    """ITA of each face of an ERC face table (vae/erc/data.py), measured on the colour image
     in the inner square of its box (0.6 x, the shipped VAE's framing: skin, not hair or
     background); cached beside the table's other crops."""
     from vae.data import read_rgb
-    from vae.faces import cut_crop
+    from vae.framing import cut_crop
 
     cache = Path(cache_dir) / "erc" / f"ita-{table.key}.npy"
     if cache.exists():
@@ -108,7 +108,7 @@ def rejection_by_band(
     the fraction r of *all* probes is rejected (one cut for everyone). A fair score rejects
     a band roughly in proportion to how often the matcher fails on it; bands are merged
     until each holds 2% of the probes (at least 20)."""
-    from vae import erc
+    from vae.erc import curve as erc
 
     bands = merged_bands(angles, max(20, round(0.02 * len(angles))))
     fails = {f: distance > erc.threshold_at(distance, f) for f in fs}

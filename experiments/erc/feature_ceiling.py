@@ -11,7 +11,7 @@ ranked as a quality. It uses LFW's labels, so it is not a quality method and is 
 shipped; it is an estimate of the ceiling for identity-blind image statistics under this
 protocol, to read beside #44's probe-only oracle.
 
-    .venv/bin/python benchmarks/erc_feature_ceiling.py --summary /tmp/erc/base/summary.json
+    .venv/bin/python experiments/erc/feature_ceiling.py --summary /tmp/erc/base/summary.json
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from escrow.settings import get_settings
-from vae import erc
-from vae.baselines import baseline_qualities
-from vae.erc_data import FaceTable, read_rgb, vae_crops
-from vae.erc_run import cached_faces, weights_framing
+from vae.erc import curve as erc
+from vae.erc.baselines import baseline_qualities
+from vae.erc.data import FaceTable, read_rgb, vae_crops
+from vae.erc.run import cached_faces, weights_framing
 from vae.score import QualityScorer, png_bits
 
 FOLDS = 5
@@ -39,7 +39,7 @@ def dlib_landmarks(table: FaceTable, cache_dir: Path) -> np.ndarray:
     cache = Path(cache_dir) / "erc" / f"landmarks5-{table.key}.npy"
     if cache.exists():
         return np.load(cache)
-    from vae.matchers import DlibMatcher
+    from vae.erc.matchers import DlibMatcher
 
     m = DlibMatcher()
     out = np.zeros((len(table), 5, 2), np.float32)

@@ -5,9 +5,9 @@ passes per crop stay cheap on a camera. Its validation ELBO was still improving 
 and stayed above the training ELBO (the model underfits, it does not overfit), so this asks
 whether more capacity where the pixels are makes the likelihood more selective:
 
-    ESCROW_THREADS=1 .venv/bin/python benchmarks/erc_train_decoder.py \
+    ESCROW_THREADS=1 .venv/bin/python experiments/erc/train_decoder.py \
         --dec-channels 256,128,128,64,32,16 --epochs 40 --out /tmp/vae-wide.pt
-    .venv/bin/python benchmarks/erc_variants.py --summary /tmp/erc-full/summary.json \
+    .venv/bin/python experiments/erc/variants.py --summary /tmp/erc-full/summary.json \
         --weights /tmp/vae-wide.pt
 
 Same split (people held out), framing, denoising objective and complexity statistics as the

@@ -1,7 +1,7 @@
 """Quality baselines the VAE is compared with in the ERC. Higher = better for every one.
 
 All of them look at the same face as the matcher and the VAE (the centre face, see
-vae/erc_data.py):
+vae/erc/data.py):
 - `detector`: MTCNN's face probability of that face.
 - `face size`: the side of the detector's box in pixels (sqrt of its area); resolution is
   the first thing a recogniser lacks.

@@ -8,7 +8,7 @@ out (probes of subjects with only the pair get the median). What it closes is ro
 perfect judge of "how recognisable is this probe" could close under this protocol; the rest
 of the distance is the reference's doing.
 
-    .venv/bin/python benchmarks/erc_ceiling.py --summary /tmp/erc-full/summary.json
+    .venv/bin/python experiments/erc/ceiling.py --summary /tmp/erc-full/summary.json
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from escrow.settings import get_settings
-from vae import erc
-from vae.erc_data import vae_crops
-from vae.erc_run import cached_faces, weights_framing
+from vae.erc import curve as erc
+from vae.erc.data import vae_crops
+from vae.erc.run import cached_faces, weights_framing
 from vae.score import QualityScorer
 
 

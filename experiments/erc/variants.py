@@ -6,7 +6,7 @@ complexity corrections, and prints
 one line per variant: ERC area at each f, the share of the random -> PERFECT gap closed, and
 the 95% bootstrap interval of the difference to the best baseline of the given summary.json.
 
-    .venv/bin/python benchmarks/erc_variants.py --summary docs/erc/summary.json \
+    .venv/bin/python experiments/erc/variants.py --summary docs/erc/summary.json \
         [--weights A.pt --weights B.pt] [--sigma-floor 0.02 ...] [--samples 1 --samples 10]
         [--max-side 0 --max-side 34 ...]   (0: no cap; default: as the weights say)
 """
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from escrow.settings import get_settings
-from vae import erc
-from vae.baselines import baseline_qualities
-from vae.data import normalise_contrast
-from vae.erc_data import vae_crops
-from vae.erc_run import cached_faces, weights_framing
+from vae.erc import curve as erc
+from vae.erc.baselines import baseline_qualities
+from vae.erc.contrast import normalise_contrast
+from vae.erc.data import vae_crops
+from vae.erc.run import cached_faces, weights_framing
 from vae.model import gaussian_log_density
 from vae.score import LN2, QualityScorer, complexity_bits
 
@@ -234,7 +234,7 @@ def main() -> None:
         "--background",
         type=Path,
         default=None,
-        help="weights of a background VAE (benchmarks/erc_background.py): also score by the "
+        help="weights of a background VAE (experiments/erc/background.py): also score by the "
         "likelihood ratio log RP - b * log RP_background",
     )
     ap.add_argument("--beta", type=float, action="append", default=[], help="b (default 1)")
