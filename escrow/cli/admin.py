@@ -399,8 +399,16 @@ def build_context(policy: Path | None, sweeper: bool):
         )
     upgrade(st.database_url)
     ctx = VaultContext(make_engine(st.database_url), ks, pol, sweeper=sweeper)
-    with ctx.factory.begin() as s:
-        store.register_epochs(s, ks.certificates())
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):  # replicas starting together: another may register them first
+        try:
+            with ctx.factory.begin() as s:
+                store.register_epochs(s, ks.certificates())
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
     return ctx
 
 
