@@ -364,3 +364,21 @@ def free_port() -> int:
 def pytest_configure(config):
     # FastAPI's TestClient imports starlette's, which asks for httpx2; httpx works as is.
     config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+def copy_sources(dest: Path) -> Path:
+    """A clean copy of what the distribution is built from, at dest/src: building or
+    installing from the checkout itself would leave build/ and egg-info behind, and an old
+    build/ could carry files the tree no longer has."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    src = dest / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "escrow", "vae", "vault", "policies", "migrations"):
+        if (root / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.ckpt.pt")
+            shutil.copytree(root / name, src / name, ignore=ignore)
+        else:
+            shutil.copy2(root / name, src / name)
+    return src

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -16,25 +15,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ApiVault, LiveServer, make_authority
+from tests.conftest import ApiVault, LiveServer, copy_sources, make_authority
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "escrow", "vae", "vault", "policies", "migrations")
 SERVER_ONLY = ["fastapi", "uvicorn", "alembic", "psycopg", "apscheduler", "Crypto", "dlib"]
 
 
 @pytest.fixture(scope="module")
 def camera_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("camera-venv")
-    # Installed from a clean copy of the sources: an in-tree build would leave build/ behind.
-    src = tmp / "src"
-    src.mkdir()
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.ckpt.pt")
-            shutil.copytree(ROOT / name, src / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, src / name)
+    src = copy_sources(tmp)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"

@@ -10,20 +10,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.conftest import copy_sources
+
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "escrow", "vae", "vault", "policies", "migrations")
 
 
 def test_wheel_ships_migrations_and_upgrades_outside_the_checkout(tmp_path):
-    # Built from a clean copy: an in-tree build/ could carry files the tree no longer has.
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.ckpt.pt")
-            shutil.copytree(ROOT / name, src / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, src / name)
+    src = copy_sources(tmp_path)
     dist = tmp_path / "dist"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
