@@ -42,6 +42,11 @@ def _is_stream(spec: str) -> bool:
     return spec.split("://", 1)[0].lower() in ("rtsp", "rtsps", "http", "https", "rtmp")
 
 
+def is_live(spec: str) -> bool:
+    """A camera index or a stream URL: timed by the clock as frames arrive, not by a start."""
+    return spec.isdigit() or _is_stream(spec)
+
+
 class Source:
     def __init__(
         self,
@@ -54,7 +59,7 @@ class Source:
         self.spec, self.clock, self.log = spec, clock, log
         self.status = SourceStatus()
         self.max_reconnects = max_reconnects
-        self.live = spec.isdigit() or _is_stream(spec)
+        self.live = is_live(spec)
         path = Path(spec)
         self.folder = None if self.live else (path if path.is_dir() else None)
         if not self.live and not path.exists():

@@ -141,3 +141,65 @@ def test_database_problems_are_one_line_errors(tmp_path, url, args, code, msg):
     env = {**os.environ, "ESCROW_DATABASE_URL": url or f"sqlite:///{tmp_path / 'v.db'}"}
     r = run(args, env=env)
     assert r.returncode == code and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_capture_of_a_recording_seals_at_its_own_time(tmp_path):
+    """`--start`: yesterday's footage gets yesterday's epoch and retention; a time without a
+    zone, or a start for a live source, is one line and exit 2."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from escrow.canonical import as_utc
+    from escrow.sample import write_sample_video
+    from policies.schema import load_policy
+    from tests.conftest import make_authority
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ks, _ = make_authority(tmp_path / "keys", now - timedelta(days=2), ("demo-cam",), epochs=4)
+    first, second = ks.certificates("demo-cam")[:2]  # both over: the vault would not send them
+    assert second.window()[1] <= now
+    ring = tmp_path / "keyring.json"
+    ring.write_text(json.dumps(ks.camera_keyring("demo-cam")))
+    video = tmp_path / "walk.mp4"
+    write_sample_video(str(video))
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    env = {**os.environ, "ESCROW_DATABASE_URL": url, "ESCROW_KEYS_DIR": str(tmp_path / "none")}
+    start = second.window()[0] + timedelta(hours=3)
+    args = ["capture", video, "--camera-id", "demo-cam", "--keyring", ring]
+    r = run([*args, "--start", start.isoformat(), "--json"], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["records"] >= 1
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        rows = c.execute(sa.text("SELECT epoch_id, best_time, expires FROM sealed_records")).all()
+    eng.dispose()
+    retention = load_policy().retention.for_camera("demo-cam")
+    assert rows
+    for epoch_id, best, expires in rows:
+        best = as_utc(datetime.fromisoformat(str(best)))
+        assert epoch_id == second.epoch_id
+        assert start <= best < start + timedelta(minutes=5)
+        assert as_utc(datetime.fromisoformat(str(expires))) == best + retention
+
+    for bad, why in [
+        (["--start", start.replace(tzinfo=None).isoformat()], "give a time zone"),
+        (["--start", "yesterday"], "not an ISO 8601 time"),
+    ]:
+        r = run([*args, *bad], env=env, cwd=tmp_path)
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run(
+        [
+            "capture",
+            "0",
+            "--camera-id",
+            "demo-cam",
+            "--keyring",
+            ring,
+            "--start",
+            start.isoformat(),
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and "recorded files" in r.stderr, r.stderr

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from escrow.canonical import utcnow
+from escrow.canonical import parse_time, utcnow
 from escrow.cli.app import (
     UserError,
     app,
@@ -23,6 +24,25 @@ from escrow.cli.app import (
     vault_client,
 )
 from escrow.settings import get_settings
+
+
+def recording_start(value: str | None, source_spec: str):
+    """`--start`: the wall-clock time a recorded file's first frame was taken. A time without
+    a zone is refused (a guess would put records in another epoch); a live source is timed
+    by the clock, never by this."""
+    if value is None:
+        return None
+    from escrow.sources import is_live
+
+    if is_live(source_spec):
+        raise UserError("--start is for recorded files; a live source is timed as it is read")
+    try:
+        t = parse_time(value)
+    except ValueError as exc:
+        raise UserError(f"--start: not an ISO 8601 time: {value!r}") from exc
+    if t.tzinfo is None:
+        raise UserError(f"--start: give a time zone (e.g. {value}Z or {value}+01:00)")
+    return t.astimezone(UTC)
 
 
 def run_capture(
@@ -40,6 +60,7 @@ def run_capture(
     token: str | None = None,
     send_timeout: float = 30.0,
     authority: str | None = None,
+    start: str | None = None,
 ):
     """Options to a capture job (escrow.capture), its errors to one line and an exit code;
     shared by `capture` and `demo`. Returns (summary, histories)."""
@@ -63,7 +84,7 @@ def run_capture(
 
     try:
         ring = job.open_keyring(camera_id, keyring, fetch, authority, log)
-        source = Source(source_spec, log=log)
+        source = Source(source_spec, start=recording_start(start, source_spec), log=log)
     except (job.CaptureError, SourceError) as exc:
         raise UserError(str(exc), getattr(exc, "code", 2)) from exc
     until = ring.valid_until(utcnow())
@@ -127,6 +148,13 @@ def capture(
         str | None,
         typer.Option(help="Pin the escrow authority by (a prefix of) its fingerprint."),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="When a recorded file began (ISO 8601 with a zone): its records get that "
+            "time's epoch and retention. Default: now."
+        ),
+    ] = None,
 ) -> None:
     """Keep one sealed best-quality face crop per person who passes; nothing else. Needs an
     explicit keyring (--keyring FILE) or the vault's (--vault-url with a camera token)."""
@@ -147,6 +175,7 @@ def capture(
         token,
         send_timeout,
         authority,
+        start,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))
