@@ -50,6 +50,8 @@ class CaptureSummary:
     stopped: bool = False  # a stop was requested (SIGINT/SIGTERM): live tracks were sealed
     outbox: dict | None = None  # with a vault URL: sent, still waiting, refused
     keys_valid_until: str | None = None  # until when this camera can still seal
+    skipped_frames: int | None = None  # live sources: frames dropped to stay current
+    max_lag_s: float | None = None  # live sources: longest wait of a frame for its turn
 
     def public(self) -> dict:
         return {
@@ -64,7 +66,11 @@ class CaptureSummary:
                 "faces_detected",
                 "keys_valid_until",
             )
-        } | ({"outbox": self.outbox} if self.outbox is not None else {})
+        } | {
+            k: getattr(self, k)
+            for k in ("outbox", "skipped_frames", "max_lag_s")
+            if getattr(self, k) is not None
+        }
 
 
 class CaptureAgent:
@@ -191,4 +197,7 @@ class CaptureAgent:
         summary.seconds = round((datetime.now(UTC) - t0).total_seconds(), 2)
         summary.fps = round(summary.frames / summary.seconds, 2) if summary.seconds else 0.0
         summary.truncated = source.status.truncated
+        if getattr(source, "live", False):
+            summary.skipped_frames = source.status.skipped
+            summary.max_lag_s = source.status.max_lag_s
         return summary

@@ -129,7 +129,11 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
         if writer:
             writer.write(frame.bgr, faces)
         bar.update(1)
-        bar.set_postfix(live=len(agent.tracker.tracks), sealed=summary.records)
+        extra = {}
+        if job.source.live:  # how far the agent is behind the camera, and what it skipped
+            status = job.source.status
+            extra = {"skipped": status.skipped, "lag_s": status.max_lag_s}
+        bar.set_postfix(live=len(agent.tracker.tracks), sealed=summary.records, **extra)
 
     cfg = CaptureConfig(
         camera_id=job.camera_id,

@@ -7,6 +7,7 @@ stream that drops is reopened with exponential backoff and the agent is told so.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class SourceStatus:
     frames_read: int = 0
     truncated: bool = False  # a file ended before its declared frame count
     reconnects: int = 0
+    skipped: int = 0  # live: frames that arrived while the agent was busy, never processed
+    max_lag_s: float = 0.0  # live: the longest a frame waited between arrival and its turn
 
 
 def _is_stream(spec: str) -> bool:
@@ -45,6 +48,51 @@ def _is_stream(spec: str) -> bool:
 def is_live(spec: str) -> bool:
     """A camera index or a stream URL: timed by the clock as frames arrive, not by a start."""
     return spec.isdigit() or _is_stream(spec)
+
+
+class NewestFrame:
+    """Reads a live source on a thread of its own and keeps only the newest frame, so an
+    agent slower than the camera processes the present, not an ever older backlog. Frames it
+    replaces before they were taken are counted (`skipped`); each frame carries the time it
+    arrived, so the agent can tell its lag."""
+
+    def __init__(self, read: Callable[[], tuple[bool, np.ndarray | None]], clock):
+        self._read, self._clock = read, clock
+        self._cond = threading.Condition()
+        self._frame: tuple[np.ndarray, datetime] | None = None
+        self._ended = self._stopped = False
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            ok, frame = self._read()
+            with self._cond:
+                if not ok or frame is None:
+                    self._ended = True
+                    self._cond.notify_all()
+                    return
+                if self._frame is not None:
+                    self.skipped += 1  # the one waiting was never taken: replaced
+                self._frame = (frame, self._clock())
+                self._cond.notify_all()
+
+    def take(self) -> tuple[np.ndarray, datetime] | None:
+        """The newest frame not taken yet and when it arrived; None once the source ended
+        (after the reader's last frame was taken)."""
+        with self._cond:
+            while self._frame is None and not self._ended:
+                self._cond.wait()
+            got, self._frame = self._frame, None
+            return got
+
+    def stop(self) -> None:
+        """The agent stopped taking frames: read no more (the frame being read is dropped)."""
+        self._stopped = True
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
 
 
 class Source:
@@ -104,6 +152,9 @@ class Source:
                 self.status.frames_read += 1
                 yield Frame(i, self._time(i), img)
             return
+        if self.live:
+            yield from self._iter_live()
+            return
         index, frame = 0, self._first
         while True:
             if frame is not None:
@@ -111,15 +162,33 @@ class Source:
                 yield Frame(index, self._time(index), frame)
                 index += 1
             ok, frame = self.cap.read()
-            if ok:
-                continue
-            if not self.live:
+            if not ok:
                 exp = self.status.frames_expected
                 self.status.truncated = exp is not None and self.status.frames_read < exp
                 break
+        self.cap.release()
+
+    def _iter_live(self) -> Iterator[Frame]:
+        """Newest frame first: while the agent works on one frame, the reader keeps reading
+        and replaces what waits; a dropped stream is reopened with backoff."""
+        index, first = 0, (self._first, self.clock())
+        while True:
+            reader = NewestFrame(self.cap.read, self.clock)
+            try:
+                while (got := first or reader.take()) is not None:
+                    first = None
+                    frame, arrived = got
+                    self.status.frames_read += 1
+                    lag = (self.clock() - arrived).total_seconds()
+                    self.status.max_lag_s = max(self.status.max_lag_s, round(lag, 3))
+                    yield Frame(index, arrived, frame)
+                    index += 1
+            finally:  # also when the agent stops taking frames (a stop, an error)
+                reader.stop()
+                reader.join(timeout=1.0)  # a blocked read of a live stream is not waited for
+                self.status.skipped += reader.skipped
             if not self._reconnect():
                 break
-            frame = None
         self.cap.release()
 
     def _reconnect(self) -> bool:

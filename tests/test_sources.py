@@ -60,6 +60,62 @@ def test_live_stream_is_reopened_with_backoff(monkeypatch):
     said = []
     src = Source("rtsp://camera.invalid/stream", log=said.append, max_reconnects=3)
     frames = list(src)
-    assert len(frames) == 5 and src.status.reconnects == 1
+    # live: the newest frame wins; a frame replaced while the agent was busy is counted
+    assert len(frames) + src.status.skipped == 5 and len(frames) >= 2
+    assert src.status.reconnects == 1
     assert any("reopening" in m for m in said)
     assert "did not come back" in said[-1]  # after the second drop, all tries failed
+
+
+class FastCamera:
+    """A live camera delivering 40 numbered frames at 200 frames a second."""
+
+    def __init__(self, spec):
+        self.n = 0
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return True
+
+    def read(self):
+        import time
+
+        time.sleep(0.005)
+        self.n += 1
+        if self.n > 40:
+            return False, None
+        return True, np.full((4, 4, 3), self.n, np.uint8)
+
+    def get(self, prop):
+        return 0
+
+    def release(self):
+        pass
+
+
+def test_live_source_keeps_only_the_newest_frame_and_counts_what_it_skipped(monkeypatch):
+    import time
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FastCamera)
+    src = Source("rtsp://camera.invalid/stream", log=lambda m: None, max_reconnects=0)
+    seen = []
+    for frame in src:  # an agent 4x slower than the camera
+        seen.append(int(frame.bgr[0, 0, 0]))
+        time.sleep(0.02)
+    assert seen == sorted(seen) and seen[-1] == 40  # in order, and it ends on the newest
+    assert len(seen) < 25 and src.status.skipped == 40 - len(seen)
+    assert src.status.frames_read == len(seen)
+    assert 0.0 < src.status.max_lag_s < 0.5  # bounded: never a growing backlog
+
+
+def test_live_reader_stops_when_the_agent_stops(monkeypatch):
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FastCamera)
+    src = Source("rtsp://camera.invalid/stream", log=lambda m: None, max_reconnects=0)
+    frames = iter(src)
+    next(frames)
+    cap = src.cap
+    frames.close()  # the agent stopped: the reader thread reads no more
+    read_then = cap.n
+    import time
+
+    time.sleep(0.1)
+    assert cap.n <= read_then + 1 and cap.n < 40
