@@ -120,14 +120,14 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
     engine = open_store(job.database_url, outbox=job.client is not None)
     writer = None
     if job.preview is not None:
-        from escrow.preview import PreviewWriter
+        from escrow.preview import PreviewWriter, unseen_tracks
 
         writer = PreviewWriter(job.preview, job.source.fps)
     bar = tqdm(total=job.source.status.frames_expected, unit="frame", disable=not job.progress)
 
     def on_frame(frame, faces, summary):
-        if writer:
-            writer.write(frame.bgr, faces)
+        if writer:  # the tracks the detector missed just now stay pixelated too
+            writer.write(frame.bgr, faces, unseen_tracks(agent.tracker.tracks.values()))
         bar.update(1)
         extra = {}
         if job.source.live:  # how far the agent is behind the camera, and what it skipped

