@@ -140,7 +140,8 @@ class Source:
         return cap
 
     def _time(self, index: int) -> datetime:
-        return self.clock() if self.live else self.start + timedelta(seconds=index / self.fps)
+        """A recorded frame's time (live frames carry the time they arrived)."""
+        return self.start + timedelta(seconds=index / self.fps)
 
     def __iter__(self) -> Iterator[Frame]:
         if self.folder is not None:

@@ -41,6 +41,22 @@ class UserError(Exception):
         self.code = code
 
 
+def zoned_time(value: str, what: str):
+    """An option's ISO 8601 time as an aware UTC datetime; a time without a zone is refused,
+    not guessed (a guess would move it by hours: another epoch, another warrant window)."""
+    from datetime import UTC
+
+    from escrow.canonical import parse_time
+
+    try:
+        t = parse_time(value)
+    except ValueError as exc:
+        raise UserError(f"{what}: not an ISO 8601 time: {value!r}") from exc
+    if t.tzinfo is None:
+        raise UserError(f"{what}: give a time zone (e.g. {value}Z or {value}+01:00)")
+    return t.astimezone(UTC)
+
+
 def err(msg: str) -> None:
     typer.echo(f"escrow: {msg}", err=True)
 

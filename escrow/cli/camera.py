@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from escrow.canonical import parse_time, utcnow
+from escrow.canonical import utcnow
 from escrow.cli.app import (
     UserError,
     app,
@@ -22,6 +22,7 @@ from escrow.cli.app import (
     setup_torch,
     vault_call,
     vault_client,
+    zoned_time,
 )
 from escrow.settings import get_settings
 
@@ -36,13 +37,7 @@ def recording_start(value: str | None, source_spec: str):
 
     if is_live(source_spec):
         raise UserError("--start is for recorded files; a live source is timed as it is read")
-    try:
-        t = parse_time(value)
-    except ValueError as exc:
-        raise UserError(f"--start: not an ISO 8601 time: {value!r}") from exc
-    if t.tzinfo is None:
-        raise UserError(f"--start: give a time zone (e.g. {value}Z or {value}+01:00)")
-    return t.astimezone(UTC)
+    return zoned_time(value, "--start")
 
 
 def run_capture(
@@ -111,7 +106,7 @@ def run_capture(
                 client=client,
                 send_timeout=send_timeout,
                 on_sealed=on_sealed if events else None,
-                log=lambda m: err(m),
+                log=err,
             )
         )
     except job.CaptureError as exc:
@@ -231,7 +226,7 @@ def demo(
     """The whole camera side on embedded defaults: keys (development mode) and a SQLite
     vault if absent, then capture on a sample that needs nothing from outside the checkout."""
     import tempfile
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from sqlalchemy import select
 

@@ -11,24 +11,12 @@ from typing import Annotated
 
 import typer
 
-from escrow.canonical import parse_time
-from escrow.cli.app import UserError, request_app, vault_call, vault_client, warrant_app
+from escrow.cli.app import UserError, request_app, vault_call, vault_client, warrant_app, zoned_time
 from escrow.settings import get_settings
 
 Url = Annotated[str | None, typer.Option("--vault-url", help="Vault API (ESCROW_VAULT_URL).")]
 Token = Annotated[str | None, typer.Option("--token", help="Bearer token (ESCROW_TOKEN).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the vault's JSON answer.")]
-
-
-def _time(value: str, what: str) -> str:
-    """ISO 8601 in, ISO 8601 UTC out; a time without a zone is refused, not guessed."""
-    try:
-        t = parse_time(value)
-    except ValueError as exc:
-        raise UserError(f"{what}: not an ISO 8601 time: {value!r}") from exc
-    if t.tzinfo is None:
-        raise UserError(f"{what}: give a time zone (e.g. {value}Z or {value}+01:00)")
-    return t.astimezone(UTC).isoformat()
 
 
 def _show(data, as_json: bool, line) -> None:
@@ -67,12 +55,12 @@ def warrant_create(
         "case_ref": case,
         "legal_basis": basis,
         "cameras": camera,
-        "window_start": _time(start, "--from"),
-        "window_end": _time(end, "--to"),
-        "not_before": _time(valid_from, "--valid-from")
+        "window_start": zoned_time(start, "--from").isoformat(),
+        "window_end": zoned_time(end, "--to").isoformat(),
+        "not_before": zoned_time(valid_from, "--valid-from").isoformat()
         if valid_from
         else datetime.now(UTC).isoformat(),
-        "not_after": _time(valid_until, "--valid-until"),
+        "not_after": zoned_time(valid_until, "--valid-until").isoformat(),
         "max_records": max_records,
     }
     w = vault_call(vault_client(vault_url, token), "POST", "/warrants", body)
