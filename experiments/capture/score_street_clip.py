@@ -1,0 +1,111 @@
+"""Score the capture agent on the 1080p street clip against its hand-labelled face truth
+(tests/data/arcade-1080p.gt.txt, issue 24): records per person, persons missed, records that
+are not faces, ID switches and track fragments.
+
+The agent runs as benchmarks/capture.py runs it: FrameDetector(detect_width=960), the
+QualityScorer, a development KeyStore authority (2 of 3 trustee keys) issuing the camera's
+epoch keys, SQLite. Every detection's track (on_frame) and every sealed record (on_sealed:
+track id, best frame, box) is collected and scored with escrow.truth.score_capture.
+
+    PYTHONPATH=. ESCROW_DATA_DIR=/work/shared/data .venv/bin/python \\
+        experiments/capture/score_street_clip.py [--save run.json] [--load run.json]
+
+--save keeps what the capture showed (assignments and records, no pixels) so the score can
+be recomputed with --load without running the capture again.
+
+Measured "before" (the pipeline as of commit 343d90b, one run, 2-core machine): see
+experiments/capture/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TRUTH = ROOT / "tests" / "data" / "arcade-1080p.gt.txt"
+CAMERA = "truth"
+PASSPHRASE = "truth passphrase"
+
+
+def capture(clip: Path, threads: int) -> dict:
+    """Run the agent on the clip -> {"assignments": [...], "records": [...], "summary": {}}."""
+    import torch
+
+    from escrow.agent import CaptureAgent, CaptureConfig
+    from escrow.detect import FrameDetector
+    from escrow.keyring import CameraKeyring
+    from escrow.sources import Source
+    from vae.score import QualityScorer
+    from vault.db import make_engine, session_factory, upgrade
+    from vault.keys import KeyStore
+
+    torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp())
+    now = datetime.now(UTC)
+    ks = KeyStore(tmp / "keys")
+    ks.init(now, [(f"trustee-{i}", PASSPHRASE) for i in (1, 2, 3)], 2, PASSPHRASE, dev=True)
+    ks.issue_epochs(ks.authority_signer(PASSPHRASE), CAMERA, now, 2)
+    (tmp / "ring.json").write_text(json.dumps(ks.camera_keyring(CAMERA)))
+    ring = CameraKeyring.load(tmp / "ring.json")
+    url = f"sqlite:///{tmp / 'capture.db'}"
+    upgrade(url)
+    assignments: list[tuple[int, int, list[float]]] = []
+    records: list[tuple[int, int, list[float]]] = []
+
+    def on_frame(frame, faces, summary) -> None:
+        for det, tid, _q in faces:
+            assignments.append((frame.index, int(tid), [float(v) for v in det.box]))
+
+    def on_sealed(rid: str, meta: dict) -> None:
+        records.append((int(meta["track_id"]), int(meta["best_frame"]), list(meta["box"])))
+
+    agent = CaptureAgent(
+        CaptureConfig(CAMERA),
+        FrameDetector(detect_width=960),
+        QualityScorer(),
+        ring,
+        session_factory(make_engine(url)),
+        on_frame=on_frame,
+        on_sealed=on_sealed,
+    )
+    summary = agent.run(Source(str(clip)))
+    return {"assignments": assignments, "records": records, "summary": summary.public()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--save", type=Path, help="write the capture's assignments and records")
+    ap.add_argument("--load", type=Path, help="score a saved capture instead of running one")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--min-track", type=int, default=3)
+    ap.add_argument("--iou", type=float, default=0.3)
+    args = ap.parse_args()
+    from escrow.settings import get_settings
+    from escrow.truth import load_mot, score_capture
+
+    if args.load:
+        run = json.loads(args.load.read_text())
+    else:
+        run = capture(get_settings().data_dir / "video" / "arcade-1080p.mp4", args.threads)
+        if args.save:
+            args.save.write_text(json.dumps(run))
+    truth = load_mot(TRUTH)
+    score = score_capture(
+        [(i, t, tuple(b)) for i, t, b in run["assignments"]],
+        [(t, i, tuple(b)) for t, i, b in run["records"]],
+        truth,
+        min_track=args.min_track,
+        iou=args.iou,
+    )
+    print("capture:", json.dumps(run["summary"]))
+    print("records (track, best frame):", [(t, i) for t, i, _ in run["records"]])
+    for k, v in score.items():
+        print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
