@@ -157,13 +157,16 @@ def score_capture(
     records = [(int(t), int(i), tuple(float(v) for v in b)) for t, i, b in records]
     per_person: Counter[int] = Counter()
     non_faces: list[tuple[int, int]] = []  # (track id, best frame) of records matching no face
+    record_person: list[tuple[int, int, int | None]] = []  # (track id, best frame, person)
     for tid, i, box in records:
         faces = truth.get(i, [])
         best = max(faces, key=lambda f: _iou(f[1], box), default=None)
         if best is None or _iou(best[1], box) < thr:
             non_faces.append((tid, i))
+            record_person.append((tid, i, None))
         else:
             per_person[best[0]] += 1
+            record_person.append((tid, i, best[0]))
     hist = Counter(per_person[p] for p in eligible)
     n_rec = len(records)
     return {
@@ -180,7 +183,9 @@ def score_capture(
         "none": sum(1 for p in eligible if per_person[p] == 0),
         "duplicates": sum(max(0, n - 1) for n in per_person.values()),
         "records_of": {p: per_person[p] for p in sorted(everyone)},
+        "record_person": record_person,
         "tracks_per_person": {p: len(tracks_of[p]) for p in sorted(eligible)},
+        "tracks_of": {p: sorted(tracks_of[p]) for p in sorted(everyone) if tracks_of[p]},
         "extra_tracks": sum(max(0, len(tracks_of[p]) - 1) for p in eligible),
         "id_switches": int(mot["num_switches"]),
         "fragmentations": int(mot["num_fragmentations"]),
