@@ -99,6 +99,34 @@ def coverage(box: Box, covers: Iterable[Box]) -> float:
     return float(mask.mean())
 
 
+def preview_exposure(
+    pixelated: dict[int, list[Box]], truth: Truth, covered: float = 0.8, clear: float = 0.5
+) -> dict:
+    """How well a preview hid the labelled faces: `pixelated` holds the boxes it pixelated on
+    each frame index. A face is hidden when at least `covered` of its box is pixelated, and
+    in clear when less than `clear` is (the labelled boxes are a few pixels from the
+    detector's, so a detected face's mosaic may leave a rim of its labelled box)."""
+    hidden = partly = 0
+    in_clear: dict[int, list[int]] = defaultdict(list)  # person -> frame indices
+    for i, faces in truth.items():
+        for pid, box in faces:
+            c = coverage(box, pixelated.get(i, []))
+            if c >= covered:
+                hidden += 1
+            elif c >= clear:
+                partly += 1
+            else:
+                in_clear[pid].append(i)
+    n = sum(len(f) for f in truth.values())
+    return {
+        "faces": n,
+        "hidden": hidden,
+        "partly": partly,
+        "in_clear": sum(len(v) for v in in_clear.values()),
+        "in_clear_frames": {p: sorted(v) for p, v in sorted(in_clear.items())},
+    }
+
+
 def _match(objs: Sequence[Box], hyps: Sequence[Box], thr: float) -> list[tuple[int, int]]:
     """One-to-one (truth index, hypothesis index) pairs maximising IoU, each IoU >= thr."""
     if not objs or not hyps:

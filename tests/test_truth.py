@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from escrow.truth import coverage, faces_on, iou, load_mot, persons, score_capture, write_mot
+from escrow.truth import (
+    coverage,
+    faces_on,
+    iou,
+    load_mot,
+    persons,
+    preview_exposure,
+    score_capture,
+    write_mot,
+)
 
 GT = Path(__file__).parent / "data" / "arcade-1080p.gt.txt"
 A = (100.0, 100.0, 150.0, 160.0)  # person 1's face, still
@@ -102,6 +111,17 @@ def test_coverage_of_a_face_region_by_pixelated_boxes():
     assert coverage(face, []) == 0.0
     assert coverage(face, [(10, 10, 20, 30)]) == pytest.approx(0.5)
     assert coverage(face, [(10, 10, 20, 30), (20, 10, 30, 30)]) == 1.0
+
+
+def test_preview_exposure_counts_faces_left_in_clear():
+    truth = truth_of(3, {1: A, 2: B})
+    half_a = (A[0], A[1], (A[0] + A[2]) / 2, A[3])
+    shown = {0: [A, B], 1: [A, half_a], 2: []}  # frame 1: B is not covered at all
+    e = preview_exposure(shown, truth)
+    assert (e["faces"], e["hidden"], e["partly"], e["in_clear"]) == (6, 3, 0, 3)
+    assert e["in_clear_frames"] == {1: [2], 2: [1, 2]}
+    shown[1] = [half_a, B]
+    assert preview_exposure(shown, truth)["partly"] == 1
 
 
 def test_the_street_clip_truth_is_sane():
