@@ -17,8 +17,8 @@ Measured "before" (the pipeline at commit 343d90b, one run; the table is in
 experiments/capture/README.md): 11 persons, 8 eligible (detected on >= 3 frames), 10
 records, all faces (precision 1.00), every eligible person recorded (recall 1.00), 6 persons
 with exactly one record and 2 with two (persons 6 and 7: the issue's tracks 5/12 and 6/14),
-4 ID switches, 9 fragmentations, 4 extra tracks, MOTA 0.70, IDF1 0.76. Preview: of 742
-labelled faces, 548 hidden, 11 partly, 183 in clear (persons 8, 9, 10 above all).
+4 ID switches, 9 fragmentations, 4 extra tracks, MOTA 0.71, IDF1 0.77. Preview: of 731
+labelled faces, 547 hidden, 11 partly, 173 in clear (persons 8, 9, 10 above all).
 """
 
 from __future__ import annotations
