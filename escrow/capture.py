@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from escrow.agent import CaptureAgent, CaptureConfig, CaptureSummary
+from escrow.agent import (
+    CaptureAgent,
+    CaptureConfig,
+    CaptureSummary,
+    FaceEvidence,
+    Schedule,
+    ScoreGate,
+)
 from escrow.canonical import utcnow
 from escrow.client import VaultClient
 from escrow.keyring import CameraKeyring, FreshKeyring
@@ -109,6 +116,7 @@ class CaptureJob:
     send_timeout: float = 30.0
     on_sealed: Callable[[str, dict], None] | None = None
     log: Callable[[str], None] = lambda m: None
+    every_frame: bool = False  # the reference pipeline: whole frame, every frame, every face
 
 
 def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
@@ -127,7 +135,8 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
 
     def on_frame(frame, faces, summary):
         if writer:  # the tracks the detector missed just now stay pixelated too
-            writer.write(frame.bgr, faces, unseen_tracks(agent.tracker.tracks.values()))
+            unseen = unseen_tracks(agent.tracker.tracks.values(), frame.index)
+            writer.write(frame.bgr, faces, unseen, agent.moving)
         bar.update(1)
         extra = {}
         if job.source.live:  # how far the agent is behind the camera, and what it skipped
@@ -140,6 +149,10 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
         min_track_frames=job.min_track,
         clip_seconds=job.clip_seconds,
         retention=job.retention,
+        schedule=Schedule.reference() if job.every_frame else Schedule(),
+        gate=ScoreGate(enabled=not job.every_frame),
+        # the VAE's own evidence that a track is a face, in the shipped weights' units
+        evidence=FaceEvidence(min_quality=getattr(job.scorer, "non_face_below", None)),
     )
     agent = CaptureAgent(
         cfg,

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 MOSAIC = 6  # cells across a face: nothing of it can be recognised
+MOVING_CELL = 16  # px: the mosaic over moving regions (people whose face was never found)
 GROWTH_PER_MISSED_FRAME = 0.25  # of the box size on each side; a person keeps moving
 MAX_GROWTH = 1.0
 
@@ -21,12 +22,16 @@ def _clip(img: np.ndarray, box) -> tuple[int, int, int, int]:
     return max(0, x1), max(0, y1), min(img.shape[1], x2), min(img.shape[0], y2)
 
 
-def pixelate(img: np.ndarray, box) -> tuple[int, int, int, int] | None:
-    """Mosaic the box in place; the clipped box, or None if nothing of it is in the image."""
+def pixelate(img: np.ndarray, box, cell: int | None = None) -> tuple[int, int, int, int] | None:
+    """Mosaic the box in place (MOSAIC cells across, or cells of `cell` px); the clipped
+    box, or None if nothing of it is in the image."""
     x1, y1, x2, y2 = _clip(img, box)
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
-    small = cv2.resize(img[y1:y2, x1:x2], (MOSAIC, MOSAIC), interpolation=cv2.INTER_AREA)
+    cells = (
+        (MOSAIC, MOSAIC) if cell is None else (max(1, (x2 - x1) // cell), max(1, (y2 - y1) // cell))
+    )
+    small = cv2.resize(img[y1:y2, x1:x2], cells, interpolation=cv2.INTER_AREA)
     img[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
     return x1, y1, x2, y2
 
@@ -37,14 +42,28 @@ def grown(box, missed: int) -> tuple[float, float, float, float]:
     return x1 - pad, y1 - pad, x2 + pad, y2 + pad
 
 
-def unseen_tracks(tracks: Iterable) -> list[tuple[int, tuple[float, float, float, float], int]]:
-    """(track id, last box, frames missed) of the live tracks the detector missed just now."""
-    return [(t.id, t.box, t.missed) for t in tracks if t.missed > 0]
+def unseen_tracks(
+    tracks: Iterable, index: int | None = None
+) -> list[tuple[int, tuple[float, float, float, float], int]]:
+    """(track id, box, frames missed) of the live tracks the detector did not see in this
+    frame (it missed them, or did not run): the box is where the tracker predicts the face
+    at frame `index`, or its last detected box."""
+    return [
+        (t.id, t.predicted(index) if index is not None else t.box, t.missed)
+        for t in tracks
+        if t.missed > 0
+    ]
 
 
-def anonymise(bgr: np.ndarray, faces: list, unseen: list | tuple = ()) -> np.ndarray:
-    """A copy of the frame with detected faces and missed live tracks pixelated, labelled."""
+def anonymise(
+    bgr: np.ndarray, faces: list, unseen: list | tuple = (), moving: list | tuple = ()
+) -> np.ndarray:
+    """A copy of the frame with detected faces and missed live tracks pixelated, labelled,
+    and every moving region under a coarse mosaic: a passer-by whose face the detector
+    never found (a profile, a far face) is a moving blob, never a face."""
     img = bgr.copy()
+    for box in moving:
+        pixelate(img, box, MOVING_CELL)
     for tid, box, missed in unseen:
         clipped = pixelate(img, grown(box, missed))
         if clipped:
@@ -56,7 +75,7 @@ def anonymise(bgr: np.ndarray, faces: list, unseen: list | tuple = ()) -> np.nda
         if clipped:
             x1, y1, x2, y2 = clipped
             cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 255), 2)
-            _label(img, f"#{tid} q={q:.0f}", x1, y1, (0, 200, 255))
+            _label(img, f"#{tid}" if q is None else f"#{tid} q={q:.0f}", x1, y1, (0, 200, 255))
     return img
 
 
@@ -65,13 +84,15 @@ def _label(img: np.ndarray, text: str, x: int, y: int, colour) -> None:
 
 
 class PreviewWriter:
-    def __init__(self, path: Path, fps: float, width: int | None = 960):
+    def __init__(self, path: Path, fps: float, width: int | None = None):
         """width: scale the preview to at most this width; None keeps the input's."""
         self.path, self.fps, self.width = Path(path), fps, width
         self.writer: cv2.VideoWriter | None = None
 
-    def write(self, bgr: np.ndarray, faces: list, unseen: list | tuple = ()) -> None:
-        img = anonymise(bgr, faces, unseen)
+    def write(
+        self, bgr: np.ndarray, faces: list, unseen: list | tuple = (), moving: list | tuple = ()
+    ) -> None:
+        img = anonymise(bgr, faces, unseen, moving)
         if self.width is not None and img.shape[1] > self.width:
             scale = self.width / img.shape[1]
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))

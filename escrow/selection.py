@@ -31,6 +31,9 @@ class BestCrops:
             return True
         return False
 
+    def get(self, track_id: int) -> Candidate | None:
+        return self._best.get(track_id)
+
     def pop(self, track_id: int) -> Candidate | None:
         return self._best.pop(track_id, None)
 

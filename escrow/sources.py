@@ -7,6 +7,8 @@ stream that drops is reopened with exponential backoff and the agent is told so.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,6 +97,48 @@ class NewestFrame:
         self._thread.join(timeout)
 
 
+class Prefetch:
+    """Decodes a recorded file on a thread of its own, a few frames ahead, so decoding
+    (OpenCV releases the GIL) overlaps detection and scoring on the other core. Bounded:
+    at most `depth` decoded frames wait in memory, however long the file."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterator, depth: int = 4):
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._frames, self._stopped, self.error = frames, False, None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for f in self._frames:
+                while not self._stopped:
+                    try:
+                        self._q.put(f, timeout=0.1)
+                        break
+                    except queue.Full:  # the agent is busy: wait for it, or for a stop
+                        continue
+                if self._stopped:
+                    return
+        except Exception as exc:  # handed to the consumer, raised there
+            self.error = exc
+        finally:
+            self._q.put(self._END)
+
+    def __iter__(self) -> Iterator:
+        try:
+            while (f := self._q.get()) is not self._END:
+                yield f
+            if self.error is not None:
+                raise self.error
+        finally:
+            self._stopped = True
+            while self._thread.is_alive():  # unblock a reader waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    self._q.get(timeout=0.05)
+
+
 class Source:
     def __init__(
         self,
@@ -156,6 +200,9 @@ class Source:
         if self.live:
             yield from self._iter_live()
             return
+        yield from Prefetch(self._iter_file())
+
+    def _iter_file(self) -> Iterator[Frame]:
         index, frame = 0, self._first
         while True:
             if frame is not None:

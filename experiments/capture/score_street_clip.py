@@ -35,11 +35,11 @@ CAMERA = "truth"
 PASSPHRASE = "truth passphrase"
 
 
-def capture(clip: Path, threads: int) -> dict:
+def capture(clip: Path, threads: int, every_frame: bool = False) -> dict:
     """Run the agent on the clip -> {"assignments": [...], "records": [...], "summary": {}}."""
     import torch
 
-    from escrow.agent import CaptureAgent, CaptureConfig
+    from escrow.agent import CaptureAgent, CaptureConfig, FaceEvidence, Schedule, ScoreGate
     from escrow.detect import FrameDetector
     from escrow.keyring import CameraKeyring
     from escrow.preview import grown, unseen_tracks
@@ -65,19 +65,29 @@ def capture(clip: Path, threads: int) -> dict:
     def on_frame(frame, faces, summary) -> None:
         for det, tid, _q in faces:
             assignments.append((frame.index, int(tid), [float(v) for v in det.box]))
-        # what escrow.capture's preview pixelates: each detection, and each live track the
-        # detector missed just now at its last box grown with the frames missed
+        # what escrow.capture's preview pixelates: each detection, each live track the
+        # detector did not see just now at its predicted box grown with the frames missed,
+        # and the moving regions
         boxes = [list(det.box) for det, _t, _q in faces]
-        boxes += [list(grown(b, m)) for _t, b, m in unseen_tracks(agent.tracker.tracks.values())]
+        unseen = unseen_tracks(agent.tracker.tracks.values(), frame.index)
+        boxes += [list(grown(b, m)) for _t, b, m in unseen]
+        boxes += [list(b) for b in agent.moving]
         pixelated[frame.index] = [[float(v) for v in b] for b in boxes]
 
     def on_sealed(rid: str, meta: dict) -> None:
         records.append((int(meta["track_id"]), int(meta["best_frame"]), list(meta["box"])))
 
+    scorer = QualityScorer()
+    cfg = CaptureConfig(
+        CAMERA,
+        schedule=Schedule.reference() if every_frame else Schedule(),
+        gate=ScoreGate(enabled=not every_frame),
+        evidence=FaceEvidence(min_quality=scorer.non_face_below),
+    )
     agent = CaptureAgent(
-        CaptureConfig(CAMERA),
+        cfg,
         FrameDetector(detect_width=960),
-        QualityScorer(),
+        scorer,
         ring,
         session_factory(make_engine(url)),
         on_frame=on_frame,
@@ -97,6 +107,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="write the capture's assignments and records")
     ap.add_argument("--load", type=Path, help="score a saved capture instead of running one")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--every-frame", action="store_true", help="the reference pipeline")
     ap.add_argument("--min-track", type=int, default=3)
     ap.add_argument("--iou", type=float, default=0.3)
     args = ap.parse_args()
@@ -106,7 +117,8 @@ def main() -> None:
     if args.load:
         run = json.loads(args.load.read_text())
     else:
-        run = capture(get_settings().data_dir / "video" / "arcade-1080p.mp4", args.threads)
+        clip = get_settings().data_dir / "video" / "arcade-1080p.mp4"
+        run = capture(clip, args.threads, args.every_frame)
         if args.save:
             args.save.write_text(json.dumps(run))
     truth = load_mot(TRUTH)

@@ -1,0 +1,92 @@
+"""Where something moves: background subtraction (OpenCV's MOG2) on a small copy of the frame,
+as Frigate does before it spends a detector on a frame. A street camera sees the same
+background for hours; a face can only enter the picture by moving, so the full-frame
+detector is spent only on the regions that move (and the tracker follows what it found).
+
+Costs about a millisecond a frame at the default 320 px width: an empty scene costs almost
+nothing beyond decoding.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+def merge_boxes(boxes: list[Box], gap: float = 0.0) -> list[Box]:
+    """Union boxes that overlap (or lie within `gap` pixels of each other) until none do:
+    the detector then sees each moving area once, never a face cut in two by a seam."""
+    out = [tuple(map(float, b)) for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if (
+                    a[0] - gap <= b[2]
+                    and b[0] - gap <= a[2]
+                    and a[1] - gap <= b[3]
+                    and b[1] - gap <= a[3]
+                ):
+                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out  # type: ignore[return-value]
+
+
+class MotionGate:
+    """Moving regions of a frame, in full-resolution pixels.
+
+    width: the small copy's width (the subtractor's cost scales with its area);
+    min_area: the smallest moving blob kept, as a fraction of the frame (noise, leaves);
+    pad: each region grows by this fraction of the frame's height on every side, because a
+    face sits above the moving body that the subtractor sees best.
+    """
+
+    def __init__(
+        self,
+        width: int = 320,
+        min_area: float = 0.0002,
+        pad: float = 0.04,
+        history: int = 250,
+        var_threshold: float = 16.0,
+    ):
+        self.width, self.min_area, self.pad = width, min_area, pad
+        self.subtractor = cv2.createBackgroundSubtractorMOG2(
+            history=history, varThreshold=var_threshold, detectShadows=False
+        )
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self.frames = 0
+
+    def __call__(self, bgr: np.ndarray) -> list[Box]:
+        h, w = bgr.shape[:2]
+        scale = self.width / w
+        small = cv2.resize(bgr, (self.width, max(1, round(h * scale))), cv2.INTER_AREA)
+        mask = self.subtractor.apply(small)
+        self.frames += 1
+        if self.frames == 1:  # no background learnt yet: everything may be new
+            return [(0.0, 0.0, float(w), float(h))]
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self.kernel)
+        mask = cv2.dilate(mask, self.kernel, iterations=2)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        min_px = self.min_area * mask.shape[0] * mask.shape[1]
+        pad = self.pad * h
+        boxes = []
+        for x, y, bw, bh, area in stats[1:n]:
+            if area < min_px:
+                continue
+            boxes.append(
+                (
+                    max(0.0, x / scale - pad),
+                    max(0.0, y / scale - pad),
+                    min(float(w), (x + bw) / scale + pad),
+                    min(float(h), (y + bh) / scale + pad),
+                )
+            )
+        return merge_boxes(boxes)
