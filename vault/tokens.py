@@ -184,6 +184,25 @@ def authenticate(
     checked before the expiry, which the signature covers."""
     with factory() as s:
         row = s.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    return _usable(row, now, authority_key)
+
+
+def authenticate_id(
+    factory: sessionmaker[Session],
+    token_id: str,
+    now: datetime,
+    authority_key: Ed25519PublicKey | None,
+) -> ApiToken:
+    """As `authenticate`, by the row's id: the console's session names the token it was
+    opened with, so a revoked or expired token ends its sessions at their next request."""
+    with factory() as s:
+        row = s.get(ApiToken, token_id)
+    return _usable(row, now, authority_key)
+
+
+def _usable(
+    row: ApiToken | None, now: datetime, authority_key: Ed25519PublicKey | None
+) -> ApiToken:
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked token", row.id if row else None)
     if row.role in PRIVILEGED and not issued_by_authority(row, authority_key):
