@@ -246,7 +246,7 @@ def _cookie_secure(request: Request) -> bool:
 @router.post("/login")
 def login(
     request: Request,
-    token: Annotated[str, Form(max_length=200)],
+    token: Annotated[str, Form(max_length=200)] = "",
     csrf: Csrf = None,
 ):
     """Exchange a role's token for a session cookie: the token is never kept by the browser."""
@@ -306,12 +306,12 @@ def judge_home(request: Request):
 @router.post("/judge/warrants")
 def judge_issue(
     request: Request,
-    case_ref: Annotated[str, Form()],
-    legal_basis: Annotated[str, Form()],
-    cameras: Annotated[str, Form()],
-    window_start: Annotated[str, Form()],
-    window_end: Annotated[str, Form()],
-    not_after: Annotated[str, Form()],
+    case_ref: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    cameras: Annotated[str, Form()] = "",
+    window_start: Annotated[str, Form()] = "",
+    window_end: Annotated[str, Form()] = "",
+    not_after: Annotated[str, Form()] = "",
     not_before: Annotated[str, Form()] = "",
     max_records: Annotated[str, Form()] = "",
     csrf: Csrf = None,
@@ -382,7 +382,7 @@ def judge_timeline(warrant_id: str, request: Request):
 
 @router.post("/judge/warrants/{warrant_id}/revoke")
 def judge_revoke(
-    warrant_id: str, request: Request, reason: Annotated[str, Form()], csrf: Csrf = None
+    warrant_id: str, request: Request, reason: Annotated[str, Form()] = "", csrf: Csrf = None
 ):
     who = require_post(request, JUDGE, csrf)
     caller = who[0]
@@ -420,8 +420,8 @@ def investigator_warrant(warrant_id: str, request: Request):
 @router.post("/investigator/requests", response_class=HTMLResponse)
 def investigator_request(
     request: Request,
-    warrant_id: Annotated[str, Form()],
-    reason: Annotated[str, Form()],
+    warrant_id: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
     record: Annotated[list[str] | None, Form()] = None,
     csrf: Csrf = None,
 ):
@@ -468,7 +468,7 @@ def release_zip(out) -> bytes:
 def investigator_fetch(
     request_id: str,
     request: Request,
-    fetch_secret: Annotated[str, Form(max_length=200)],
+    fetch_secret: Annotated[str, Form()] = "",
     csrf: Csrf = None,
 ):
     """The one release: the secret typed in (the console never stored it), a zip back."""
@@ -673,7 +673,7 @@ def cameras_page(request: Request):
 @router.post("/cameras")
 def cameras_add(
     request: Request,
-    camera_id: Annotated[str, Form()],
+    camera_id: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     csrf: Csrf = None,
 ):
