@@ -12,12 +12,16 @@ matplotlib.use("Agg")  # no display on a server; set before pyplot is imported
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "keyframe-escrow", "font.size": 9})
 COLOURS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
 
 
 def _svg(fig) -> str:
+    for ax in fig.axes:  # counts: whole numbers, from zero
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1))
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
@@ -79,7 +83,7 @@ def timeline(
             color=COLOURS[i % len(COLOURS)],
         )
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax.axvspan(scope[0], scope[1], color="#f6e05e", alpha=0.3, label="scope")
+    ax.axvspan(scope[0], scope[1], color="#fefcbf", label="scope", zorder=0)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("records")
