@@ -198,3 +198,28 @@ def test_pages_escape_what_people_typed(api):
     html = judge.get("/console/judge").text
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_tokens_page_shows_each_tokens_last_use(api):
+    from vault.models import ApiToken
+
+    def last_used(who: str):
+        with api.ctx.factory() as s:
+            return s.get(ApiToken, api.token_ids[who]).last_used_at
+
+    assert last_used("Judge Ito") is None
+    assert api.call("Judge Ito", "GET", "/warrants").status_code == 200
+    first = last_used("Judge Ito")
+    assert first is not None
+    api.clock.advance(seconds=30)  # within the step: no write
+    api.call("Judge Ito", "GET", "/warrants")
+    assert last_used("Judge Ito") == first
+    api.clock.advance(minutes=2)
+    api.call("Judge Ito", "GET", "/warrants")
+    assert last_used("Judge Ito") > first
+
+    admin, _ = login(api, "Admin")
+    html = admin.get("/console/tokens").text
+    row = {name: html.split(name, 1)[1].split("</tr>", 1)[0] for name in ("Judge Ito", "Trustee C")}
+    assert api.clock().strftime("%Y-%m-%d %H:%M") in row["Judge Ito"]
+    assert "never" in row["Trustee C"]
