@@ -151,6 +151,13 @@ def test_sessions_end_with_their_time_or_their_token(api):
     denied = entries(api)[-1]
     assert denied.action == "auth.refused" and api.token_ids["Auditor"] in denied.detail
 
+    # signing out drops the cookie and is recorded
+    admin, csrf = login(api, "Admin")
+    r = admin.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and 'kfe_session=""' in r.headers["set-cookie"]
+    assert api.audit_actions()[-1] == "console.logout"
+    assert admin.get("/console/tokens", follow_redirects=False).status_code == 303
+
     # a cookie edited or made up is no session
     forged = login(api, "Admin")[0]
     cookie = forged.cookies.get("kfe_session")

@@ -1,5 +1,8 @@
 """Charts drawn on the server as SVG (matplotlib), served as images of the console's own
-origin: counts and times only, never a crop. Each function returns the SVG text."""
+origin: counts and times only, never a crop. Each function returns the SVG text.
+
+Figures are made with matplotlib.figure.Figure, never pyplot: pyplot keeps global state, and
+the server draws the retention page's four charts at once in its thread pool."""
 
 from __future__ import annotations
 
@@ -7,14 +10,11 @@ import io
 from datetime import datetime
 
 import matplotlib
+import matplotlib.dates as mdates
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # no display on a server; set before pyplot is imported
-
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-plt.rcParams.update({"svg.hashsalt": "keyframe-escrow", "font.size": 9})
+matplotlib.rcParams.update({"svg.hashsalt": "keyframe-escrow", "font.size": 9})
 COLOURS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
 
 
@@ -24,7 +24,6 @@ def _svg(fig) -> str:
         ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1))
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -36,7 +35,8 @@ def _empty(ax, what: str) -> None:
 
 def stacked_bars(title: str, labels: list[str], series: dict[str, list[int]], ylabel: str) -> str:
     """One bar per label, stacked by series (e.g. records per age bucket, by camera)."""
-    fig, ax = plt.subplots(figsize=(6, 2.8))
+    fig = Figure(figsize=(6, 2.8))
+    ax = fig.subplots()
     bottom = [0] * len(labels)
     for i, (name, values) in enumerate(series.items()):
         ax.bar(labels, values, bottom=bottom, label=name, color=COLOURS[i % len(COLOURS)])
@@ -51,7 +51,8 @@ def stacked_bars(title: str, labels: list[str], series: dict[str, list[int]], yl
 
 
 def bars(title: str, labels: list[str], values: list[float], ylabel: str) -> str:
-    fig, ax = plt.subplots(figsize=(6, 2.6))
+    fig = Figure(figsize=(6, 2.6))
+    ax = fig.subplots()
     if labels:
         ax.bar(labels, values, color=COLOURS[0])
         ax.tick_params(axis="x", labelrotation=45)
@@ -69,7 +70,8 @@ def timeline(
     scope: tuple[datetime, datetime],
 ) -> str:
     """Records per time bin and camera, the warrant's scope shaded."""
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig = Figure(figsize=(7, 2.8))
+    ax = fig.subplots()
     width = (edges[1] - edges[0]) if len(edges) > 1 else None
     bottom = [0] * len(edges)
     for i, (cam, values) in enumerate(counts.items()):
