@@ -414,7 +414,14 @@ def investigator_warrant(warrant_id: str, request: Request):
         rows = warrants_api.records(warrant_id, request, who[0])
     except Refused as exc:
         return refused_page(request, exc, who)
-    return render(request, "investigator_warrant.html", who=who, w=w, records=rows)
+    return render(
+        request,
+        "investigator_warrant.html",
+        who=who,
+        w=w,
+        records=rows,
+        required=get_ctx(request).required_approvals,
+    )
 
 
 @router.post("/investigator/requests", response_class=HTMLResponse)
