@@ -230,3 +230,27 @@ def test_tokens_page_shows_each_tokens_last_use(api):
     row = {name: html.split(name, 1)[1].split("</tr>", 1)[0] for name in ("Judge Ito", "Trustee C")}
     assert api.clock().strftime("%Y-%m-%d %H:%M") in row["Judge Ito"]
     assert "never" in row["Trustee C"]
+
+
+def test_bad_input_gets_a_one_line_page(api):
+    auditor, _ = login(api, "Auditor")
+    r = auditor.get("/console/auditor", params={"since": "yesterday"})
+    assert r.status_code == 422 and "YYYY-MM-DD" in r.text
+    r = auditor.get("/console/auditor", params={"since": "2026-01-01T00:00-05:00"})
+    assert r.status_code == 200
+    judge, csrf = login(api, "Judge Ito")
+    r = judge.post(
+        "/console/judge/warrants",
+        data={
+            "csrf": csrf,
+            "case_ref": "C",
+            "legal_basis": "b",
+            "cameras": "cam-1",
+            "window_start": "soon",
+            "window_end": "later",
+            "not_after": "never",
+        },
+    )
+    assert r.status_code == 422 and "window_start" in r.text and "Traceback" not in r.text
+    r = judge.get("/console/judge/warrants/no-such-warrant")
+    assert r.status_code == 404 and "no warrant" in r.text

@@ -9,7 +9,7 @@ import base64
 import io
 import json
 import zipfile
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from escrow.canonical import as_utc
+from escrow.canonical import as_utc, parse_time
 from vault import anchor, audit, retention, store, tokens, warrants
 from vault.api import deps
 from vault.api.context import VaultContext
@@ -208,11 +208,16 @@ def svg(text: str) -> Response:
 
 
 def utc_field(value: str | None) -> str | None:
-    """A datetime-local field (the console's times are UTC) as ISO 8601 with its zone."""
-    if not value:
+    """A datetime-local field (the console's times are UTC) as ISO 8601 with its zone; a
+    value that names its own zone keeps it. Unreadable text is passed on for the schema (or
+    audit_time) to refuse in one line."""
+    if not value or not value.strip():
         return None
-    value = value.strip()
-    return value if value.endswith("Z") or "+" in value[10:] else value + "+00:00"
+    try:
+        d = parse_time(value.strip())
+    except ValueError:
+        return value.strip()
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
 
 
 Csrf = Annotated[str | None, Form()]
