@@ -37,3 +37,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps trackers==2.6.1
   echo "$want" > "$stamp"
 fi
+
+# The console's browser tests drive the system's Chromium through Playwright, which is never
+# allowed to download a browser of its own: install Debian's package when it is missing.
+if [ ! -x /usr/lib/chromium/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium (the console's browser tests)"
+    apt-get update -q && apt-get install -y -q chromium
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -q && sudo apt-get install -y -q chromium
+  else
+    echo "setup: chromium missing (apt-get install chromium): the console's browser tests will skip" >&2
+  fi
+fi

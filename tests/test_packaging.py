@@ -32,6 +32,11 @@ def test_wheel_ships_migrations_and_upgrades_outside_the_checkout(tmp_path):
         assert f"migrations/{name}" in names
     for name in versions:
         assert f"migrations/versions/{name}" in names
+    # the console's templates and stylesheet: `escrow serve` renders them from the package
+    console = ROOT / "vault" / "console"
+    for f in [*console.glob("templates/*.html"), *console.glob("static/*")]:
+        assert f"vault/console/{f.relative_to(console)}" in names
+    assert "vault/console/templates/base.html" in names
 
     site = tmp_path / "site"
     subprocess.run(

@@ -115,3 +115,39 @@ def verify(factory: sessionmaker[Session], expect_head: str | None = None) -> Ve
     if not seen_head:
         return Verdict(False, count, prev_hash, expected, "entries at the end were removed")
     return Verdict(True, count, prev_hash)
+
+
+def find(
+    s: Session,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    record: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[AuditEntry]:
+    """Entries newest first, filtered as an auditor narrows the trail: an action (or its
+    prefix, `request.`), an actor's substring, a record or other id named in the detail, a
+    time range [since, until)."""
+    q = select(AuditEntry)
+    if action:
+        q = q.where(
+            AuditEntry.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    if actor:
+        q = q.where(AuditEntry.actor.contains(actor, autoescape=True))
+    if record:
+        q = q.where(AuditEntry.detail.contains(record, autoescape=True))
+    if since is not None:
+        q = q.where(AuditEntry.at >= since)
+    if until is not None:
+        q = q.where(AuditEntry.at < until)
+    return list(s.scalars(q.order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def actions(s: Session) -> list[str]:
+    """Every action the trail holds, for a filter's choices."""
+    return list(s.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))

@@ -53,6 +53,9 @@ class ApiToken(Base):
     # The escrow authority's Ed25519 signature over the token's row (privileged roles): a
     # database writer cannot mint a judge or a trustee.
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # When the token last authenticated, to the minute (tokens.touch): an admin spots the
+    # tokens nobody uses any more. Not signed: it is bookkeeping, not authority.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Warrant(Base):

@@ -223,3 +223,46 @@ def report(
         ],
         "warrant_holds": holds,
     }
+
+
+AGE_BUCKETS = (
+    (timedelta(days=1), "< 1 day"),
+    (timedelta(days=7), "1-7 days"),
+    (timedelta(days=30), "7-30 days"),
+    (None, "> 30 days"),
+)
+
+
+def overview(s: Session, now: datetime, days_ahead: int = 14) -> dict:
+    """What a data-protection officer looks at beside `report`: the records stored per camera
+    by age (since their best frame), and how many expire on each of the next days (held
+    records apart: they stay until their warrants' holds end)."""
+    rows = s.execute(
+        select(
+            SealedRecordRow.camera_id,
+            SealedRecordRow.best_time,
+            SealedRecordRow.expires,
+            SealedRecordRow.legal_hold,
+        )
+    ).all()
+    labels = [label for _, label in AGE_BUCKETS]
+    by_age: dict[str, dict[str, int]] = {}
+    expiring = [0] * days_ahead
+    held = 0
+    for cam, best, expires, hold in rows:
+        age = now - as_utc(best)
+        label = next(lb for limit, lb in AGE_BUCKETS if limit is None or age < limit)
+        by_age.setdefault(cam, dict.fromkeys(labels, 0))[label] += 1
+        if hold:
+            held += 1
+            continue
+        day = (as_utc(expires) - now).days
+        if 0 <= day < days_ahead:
+            expiring[day] += 1
+    return {
+        "age_labels": labels,
+        "by_camera_age": dict(sorted(by_age.items())),
+        "expiring_per_day": expiring,
+        "held": held,
+        "stored": len(rows),
+    }

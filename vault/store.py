@@ -4,7 +4,7 @@ shredded epoch, folding SQLite's log after secrets were wiped)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +29,7 @@ __all__ = [
     "ensure_camera",
     "expires_at",
     "get",
+    "ingest_stats",
     "list_ids",
     "mark_epoch_destroyed",
     "put",
@@ -67,3 +68,37 @@ def mark_epoch_destroyed(factory: sessionmaker[Session], epoch_id: str, now: dat
         if epoch is None:
             raise StoreError(f"no such epoch: {epoch_id}")
         epoch.destroyed_at = now
+
+
+def ingest_stats(s: Session, now: datetime, window: timedelta = timedelta(hours=24)) -> list[dict]:
+    """Per camera, over the last `window`: records received, the rate per hour, and the
+    outbox lag (received - the track's last frame: how long records waited on the camera),
+    median and worst; and when the camera last delivered."""
+    from escrow.canonical import as_utc
+
+    since = now - window
+    rows = s.execute(
+        select(SealedRecordRow.camera_id, SealedRecordRow.created, SealedRecordRow.last_seen)
+    ).all()
+    out: dict[str, dict] = {}
+    for cam, created, last_seen in rows:
+        d = out.setdefault(cam, {"camera": cam, "lags": [], "last": None, "total": 0})
+        created = as_utc(created)
+        d["total"] += 1
+        d["last"] = max(d["last"], created) if d["last"] else created
+        if created >= since:
+            d["lags"].append((created - as_utc(last_seen)).total_seconds())
+    result = []
+    for d in sorted(out.values(), key=lambda d: d["camera"]):
+        lags = sorted(d.pop("lags"))
+        hours = window.total_seconds() / 3600
+        result.append(
+            {
+                **d,
+                "recent": len(lags),
+                "per_hour": len(lags) / hours,
+                "lag_median_s": lags[len(lags) // 2] if lags else None,
+                "lag_max_s": lags[-1] if lags else None,
+            }
+        )
+    return result

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from escrow.canonical import as_utc, canonical_json, iso_utc
@@ -40,6 +40,8 @@ DEFAULT_LIFETIME = timedelta(days=90)
 # Shamir shares are points over GF(256): there are never more than 255 trustees.
 MAX_TRUSTEES = 255
 PREFIX = "kfe_"
+# How finely a token's last use is kept (tokens.touch).
+LAST_USE_STEP = timedelta(minutes=1)
 SIGNING_CONTEXT = b"keyframe-escrow api-token v1\x00"
 
 
@@ -184,6 +186,45 @@ def authenticate(
     checked before the expiry, which the signature covers."""
     with factory() as s:
         row = s.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    return touch(factory, _usable(row, now, authority_key), now)
+
+
+def authenticate_id(
+    factory: sessionmaker[Session],
+    token_id: str,
+    now: datetime,
+    authority_key: Ed25519PublicKey | None,
+) -> ApiToken:
+    """As `authenticate`, by the row's id: the console's session names the token it was
+    opened with, so a revoked or expired token ends its sessions at their next request."""
+    with factory() as s:
+        row = s.get(ApiToken, token_id)
+    return touch(factory, _usable(row, now, authority_key), now)
+
+
+def touch(factory: sessionmaker[Session], row: ApiToken, now: datetime) -> ApiToken:
+    """Record that `row` was used at `now`, at most once a LAST_USE_STEP: a camera posting
+    every second must not turn each of its requests into a write."""
+    last = as_utc(row.last_used_at) if row.last_used_at is not None else None
+    if last is None or now - last >= LAST_USE_STEP:
+        with factory.begin() as s:
+            s.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id == row.id,
+                    or_(
+                        ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - LAST_USE_STEP
+                    ),
+                )
+                .values(last_used_at=now)
+            )
+        row.last_used_at = now
+    return row
+
+
+def _usable(
+    row: ApiToken | None, now: datetime, authority_key: Ed25519PublicKey | None
+) -> ApiToken:
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked token", row.id if row else None)
     if row.role in PRIVILEGED and not issued_by_authority(row, authority_key):

@@ -211,3 +211,25 @@ def refresh_holds(
             .execution_options(synchronize_session=False)
         ).rowcount
     return held, released
+
+
+def timeline(
+    s: Session, camera_ids: list[str], start: datetime, end: datetime, bins: int = 48
+) -> tuple[list[datetime], dict[str, list[int]]]:
+    """How many records each camera holds per time bin over [start, end): counts only, what a
+    judge sees of the footage a scope covers. -> (bin starts, {camera: counts})."""
+    start, end = as_utc(start), as_utc(end)
+    step = (end - start) / bins
+    edges = [start + step * i for i in range(bins)]
+    counts = {c: [0] * bins for c in camera_ids}
+    times = s.execute(
+        select(SealedRecordRow.camera_id, SealedRecordRow.best_time).where(
+            SealedRecordRow.camera_id.in_(camera_ids),
+            SealedRecordRow.best_time >= start,
+            SealedRecordRow.best_time < end,
+        )
+    ).all()
+    for cam, t in times:
+        i = min(int((as_utc(t) - start) / step), bins - 1)
+        counts[cam][i] += 1
+    return edges, counts

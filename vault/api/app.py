@@ -9,11 +9,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from vault import console
 from vault.api import errors
 from vault.api.context import VaultContext
 from vault.api.routers import admin, audit, ingest, requests, warrants
 
 JSON_TYPES = ("application/json",)
+# The console's forms post urlencoded fields (never files: multipart stays refused), and only
+# to its own paths.
+FORM_TYPES = ("application/x-www-form-urlencoded",)
+FORM_PREFIX = "/console/"
 
 
 def _reply(status: int, detail: str):
@@ -61,6 +66,7 @@ class Limits:
             scope["method"] in ("POST", "PUT", "PATCH")
             and (int(length) > 0 or b"transfer-encoding" in headers)
             and ctype.lower() not in JSON_TYPES
+            and not (scope["path"].startswith(FORM_PREFIX) and ctype.lower() in FORM_TYPES)
         ):
             return await _reply(
                 415, "only application/json is accepted (sealed records, never images)"
@@ -130,6 +136,7 @@ def create_app(ctx: VaultContext) -> FastAPI:
     for r in (ingest.router, warrants.router, requests.router, audit.router, admin.router):
         app.include_router(r)
     errors.install(app)
+    console.install(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict:

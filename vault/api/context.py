@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -34,6 +34,8 @@ class VaultContext:
     body_timeout_s: float = 30.0
     # Run the retention sweeper (APScheduler) inside the server.
     sweeper: bool = False
+    # How long a console sign-in lasts: a browser left open is signed out soon.
+    console_session: timedelta = timedelta(minutes=15)
     # The escrow authority's public key: judge, trustee and auditor tokens must carry its
     # signature. None: the key store's (authority.json); no authority, no such token is
     # honoured (the vault cannot tell a forged one).

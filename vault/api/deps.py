@@ -75,7 +75,13 @@ def allow(*roles: str):
             raise HTTPException(403, f"role {tok.role!r} may not call {where}")
         return caller
 
+    dependency.roles = roles  # read by the console, which admits exactly the API's roles
     return dependency
+
+
+def roles_of(alias) -> tuple[str, ...]:
+    """The roles an alias such as JudgeCaller admits."""
+    return alias.__metadata__[0].dependency.roles
 
 
 # Who may call what: one alias per group of roles, used in the routers' signatures.

@@ -18,7 +18,7 @@ from vault import audit
 from vault.api.deps import endpoint, get_ctx
 from vault.refusals import Refused
 
-__all__ = ["Refused", "install", "one_line"]
+__all__ = ["Refused", "audit_refusal", "install", "one_line"]
 
 MAX_ERRORS = 3  # errors named in a detail; the rest are counted
 
@@ -42,19 +42,25 @@ def one_line(errors: Sequence[dict]) -> str:
     return "; ".join(parts) or "invalid input"
 
 
+def audit_refusal(request: Request, exc: Exception) -> int:
+    """Write a refusal to the trail (the API's and the console's alike); its status."""
+    ctx = get_ctx(request)
+    caller = getattr(request.state, "caller", None)
+    actor = caller.actor if caller else "anonymous"
+    status = getattr(exc, "status", 403)
+    audit.record(
+        ctx.factory,
+        actor,
+        "refused",
+        {"endpoint": endpoint(request), "status": status, "why": str(exc)[:500]},
+        ctx.clock(),
+    )
+    return status
+
+
 def install(app: FastAPI) -> None:
     async def refused(request: Request, exc: Exception) -> JSONResponse:
-        ctx = get_ctx(request)
-        caller = getattr(request.state, "caller", None)
-        actor = caller.actor if caller else "anonymous"
-        status = getattr(exc, "status", 403)
-        audit.record(
-            ctx.factory,
-            actor,
-            "refused",
-            {"endpoint": endpoint(request), "status": status, "why": str(exc)[:500]},
-            ctx.clock(),
-        )
+        status = audit_refusal(request, exc)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:

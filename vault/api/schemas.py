@@ -326,6 +326,9 @@ class TokenOut(BaseModel):
     expires_at: datetime = Field(description="The token stops working at this time (UTC).")
     trustee_index: int | None = Field(description="A trustee's share index (1..n).")
     revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        default=None, description="When the token last authenticated, to the minute."
+    )
 
 
 class TokenCreated(TokenOut):

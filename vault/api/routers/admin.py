@@ -48,6 +48,7 @@ def _token_out(t: ApiToken) -> dict:
         "expires_at": tokens.expiry(t),
         "trustee_index": t.trustee_index,
         "revoked_at": as_utc(t.revoked_at) if t.revoked_at else None,
+        "last_used_at": as_utc(t.last_used_at) if t.last_used_at else None,
     }
 
 
