@@ -115,3 +115,38 @@ def verify(factory: sessionmaker[Session], expect_head: str | None = None) -> Ve
     if not seen_head:
         return Verdict(False, count, prev_hash, expected, "entries at the end were removed")
     return Verdict(True, count, prev_hash)
+
+
+def entries(
+    s: Session,
+    after: int = 0,
+    limit: int = 100,
+    action: str | None = None,
+    actor: str | None = None,
+    record: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditEntry]:
+    """Entries above id `after`, oldest first, at most `limit`: the auditor's reading of the
+    trail, for the API and the console alike. `action` matches exactly or as a prefix ending
+    in '.' ('request.' for every request action); `actor` exactly ('judge:Judge Ito') or by
+    role ('judge'); `record` any entry whose detail names that id (ingest, request, release,
+    erasure); `since` inclusive, `until` exclusive."""
+    q = select(AuditEntry).where(AuditEntry.id > after)
+    if action:
+        q = q.where(
+            AuditEntry.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    if actor:
+        q = q.where(
+            (AuditEntry.actor == actor) | AuditEntry.actor.startswith(f"{actor}:", autoescape=True)
+        )
+    if record:
+        q = q.where(AuditEntry.detail.contains(f'"{record}"', autoescape=True))
+    if since:
+        q = q.where(AuditEntry.at >= since)
+    if until:
+        q = q.where(AuditEntry.at < until)
+    return list(s.scalars(q.order_by(AuditEntry.id).limit(limit)))

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 
 from escrow.canonical import as_utc
 from vault import anchor, audit, retention
@@ -18,6 +17,7 @@ from vault.api.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,
+    UtcTime,
     VerdictOut,
 )
 from vault.models import AuditEntry
@@ -47,13 +47,33 @@ def entries(
     request: Request,
     caller: AuditorCaller,
     after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Entries with a larger id.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z._]+$",
+            description="An action ('request.release'), or a prefix ending in '.' ('sweep.').",
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        Query(max_length=200, description="An actor ('judge:Judge Ito') or a role ('judge')."),
+    ] = None,
+    record: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            description="Entries whose detail names this record (or request, warrant) id.",
+        ),
+    ] = None,
+    since: Annotated[UtcTime | None, Query(description="From this time (with a zone).")] = None,
+    until: Annotated[UtcTime | None, Query(description="Before this time (with a zone).")] = None,
 ):
+    """The trail, oldest first, filtered; page on with `after` = the last id seen."""
     ctx = get_ctx(request)
     with ctx.factory() as s:
-        rows = s.scalars(
-            select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)
-        ).all()
+        rows = audit.entries(s, after, limit, action, actor, record, since, until)
     return [_entry_out(e) for e in rows]
 
 
