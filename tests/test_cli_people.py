@@ -221,3 +221,34 @@ def test_trustee_sees_the_case_before_approving_and_crops_stay_private(live, tmp
     assert twice.returncode == 6
     assert "already released (410)" in twice.stderr and "no fetch secret" not in twice.stderr
     assert not (tmp_path / "again").exists()
+
+
+def test_retention_report_says_whose_data_was_erased_and_why(live, tmp_path):
+    import csv
+    import io
+
+    from vault.scheduler import run_sweep
+
+    live.clock.advance(days=4)  # past the shipped policy's 72 h
+    assert len(run_sweep(live.ctx).erased) == 3
+    auditor = live.env("Auditor")
+    rows = list(
+        csv.DictReader(io.StringIO(_ok(escrow(["retention", "report", "--api", "--csv"], auditor))))
+    )
+    assert {r["record"] for r in rows} == set(live.records)
+    for r in rows:
+        assert r["camera"] == "cam-1" and r["rule"] == "retention 3d (default)"
+        assert r["captured"] < r["expires"] < r["erased"]
+    on_db = {**auditor, "ESCROW_DATABASE_URL": str(live.ctx.engine.url)}
+    out = _ok(escrow(["retention", "report"], on_db))  # the same, read from the database
+    lines = out.splitlines()
+    assert lines[0] == "erased records: 3"
+    assert _header(lines[1]) == ["RECORD", "CAMERA", "CAPTURED", "EXPIRES", "ERASED", "RULE"] + [
+        "KEY",
+        "DESTROYED",
+    ]
+    assert all(rid in out for rid in live.records) and "retention 3d (default)" in out
+    whole = json.loads(_ok(escrow(["retention", "report", "--json"], on_db)))
+    assert whole["erased_records"] == 3 and whole["erased"][0]["camera"] == "cam-1"
+    both = escrow(["retention", "report", "--json", "--csv"], on_db)
+    assert both.returncode == 2 and "not both" in both.stderr

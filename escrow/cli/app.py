@@ -188,6 +188,16 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def short_time(iso: str | None) -> str:
+    """'2026-12-04 20:05:31Z' from the API's ISO time: UTC, to the second, for a table."""
+    if not iso:
+        return "-"
+    from datetime import UTC, datetime
+
+    t = datetime.fromisoformat(iso).astimezone(UTC)
+    return f"{t:%Y-%m-%d %H:%M:%S}Z"
+
+
 def emit_json(data: object) -> None:
     import json
 

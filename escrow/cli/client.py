@@ -19,6 +19,7 @@ from escrow.cli.app import (
     camera_app,
     emit_json,
     request_app,
+    short_time,
     table,
     vault,
     warrant_app,
@@ -29,14 +30,6 @@ from escrow.settings import get_settings
 Url = Annotated[str | None, typer.Option("--vault-url", help="Vault API (ESCROW_VAULT_URL).")]
 Token = Annotated[str | None, typer.Option("--token", help="Bearer token (ESCROW_TOKEN).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the vault's JSON answer.")]
-
-
-def short_time(iso: str | None) -> str:
-    """'2026-12-04 20:05:31Z' from the API's ISO time: UTC, to the second, for a table."""
-    if not iso:
-        return "-"
-    t = datetime.fromisoformat(iso).astimezone(UTC)
-    return f"{t:%Y-%m-%d %H:%M:%S}Z"
 
 
 WARRANT_COLUMNS = ("ID", "STATE", "CASE", "CAMERAS", "SCOPE FROM", "SCOPE TO", "VALID UNTIL")
