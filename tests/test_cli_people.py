@@ -252,3 +252,54 @@ def test_retention_report_says_whose_data_was_erased_and_why(live, tmp_path):
     assert whole["erased_records"] == 3 and whole["erased"][0]["camera"] == "cam-1"
     both = escrow(["retention", "report", "--json", "--csv"], on_db)
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_python_client_typed_methods_and_context_manager(live):
+    from datetime import datetime
+
+    from escrow.client import VaultClient, VaultError
+
+    url = live.env("Judge Ito")["ESCROW_VAULT_URL"]
+    with VaultClient(url, live.tokens["Judge Ito"]) as judge:
+        with pytest.raises(ValueError, match="time zone"):  # never guessed
+            judge.create_warrant(
+                "K", "b", ["cam-1"], datetime(2026, 1, 1), live.t0, live.t0, live.t0
+            )
+        w = judge.create_warrant(
+            case_ref="K-py",
+            legal_basis="§ 1",
+            cameras=["cam-1"],
+            window_start=live.t0,
+            window_end=live.t0 + timedelta(hours=1),
+            not_after=live.t0 + timedelta(days=1),
+            not_before=live.t0,
+        )
+        assert judge.warrant(w["id"])["case_ref"] == "K-py"
+        with pytest.raises(VaultError) as refused:
+            judge.audit()
+        assert refused.value.status == 403
+    assert judge.http.is_closed  # the with block closed it
+
+    with VaultClient(url, live.tokens["Det. Vance"]) as inv:
+        ids = [r["id"] for r in inv.warrant_records(w["id"])]
+        made = inv.create_request(w["id"], ids, "reason")
+    rid, secret = made["request"]["id"], made["fetch_secret"]
+    for name in ("Trustee A", "Trustee C"):
+        assert live.approve(name, rid).status_code == 200
+    with VaultClient(url, live.tokens["Det. Vance"]) as inv:
+        assert len(inv.release(rid, secret)["released"]) == 3
+        with pytest.raises(VaultError) as again:
+            inv.release(rid, secret)
+        assert again.value.status == 410 and "already released" in again.value.detail
+    with VaultClient(url, live.tokens["Auditor"]) as aud:
+        pages, after = [], 0
+        while page := aud.audit(after=after, limit=2, action="request."):
+            pages.append(page)
+            after = page[-1]["id"]
+        assert [e["action"] for p in pages for e in p] == [
+            "request.create",
+            "request.approve",
+            "request.approve",
+            "request.release",
+        ]
+        assert aud.retention_report()["erased_records"] == 0

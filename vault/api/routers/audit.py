@@ -12,17 +12,19 @@ from fastapi import APIRouter, Query, Request
 from escrow.canonical import as_utc
 from vault import anchor, audit, retention
 from vault.api.deps import AuditorCaller, CheckpointReader, ProofReader, get_ctx
+from vault.api.errors import AUTHENTICATED, WITH_PARAMS, responses
 from vault.api.schemas import (
     AuditEntryOut,
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,
+    RetentionReportOut,
     UtcTime,
     VerdictOut,
 )
 from vault.models import AuditEntry
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=responses(*AUTHENTICATED))
 EntryId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 
@@ -42,7 +44,7 @@ def _checkpoint_out(cp: anchor.Checkpoint) -> CheckpointOut:
     return CheckpointOut(**asdict(cp))
 
 
-@router.get("/audit", response_model=list[AuditEntryOut])
+@router.get("/audit", response_model=list[AuditEntryOut], responses=responses(*WITH_PARAMS))
 def entries(
     request: Request,
     caller: AuditorCaller,
@@ -77,7 +79,7 @@ def entries(
     return [_entry_out(e) for e in rows]
 
 
-@router.get("/audit/verify", response_model=VerdictOut)
+@router.get("/audit/verify", response_model=VerdictOut, responses=responses(*WITH_PARAMS))
 def verify(
     request: Request,
     caller: AuditorCaller,
@@ -97,7 +99,9 @@ def checkpoint(request: Request, caller: CheckpointReader):
     return _checkpoint_out(anchor.checkpoint(ctx.factory, ctx.checkpoint_key, ctx.clock()))
 
 
-@router.get("/audit/proof", response_model=InclusionProofOut)
+@router.get(
+    "/audit/proof", response_model=InclusionProofOut, responses=responses(*WITH_PARAMS, 404)
+)
 def proof(
     request: Request,
     caller: ProofReader,
@@ -120,7 +124,9 @@ def proof(
     )
 
 
-@router.get("/audit/consistency", response_model=ConsistencyProofOut)
+@router.get(
+    "/audit/consistency", response_model=ConsistencyProofOut, responses=responses(*WITH_PARAMS, 404)
+)
 def consistency(
     request: Request,
     caller: AuditorCaller,
@@ -136,8 +142,8 @@ def consistency(
     )
 
 
-@router.get("/retention/report")
-def retention_report(request: Request, caller: AuditorCaller) -> dict:
+@router.get("/retention/report", response_model=RetentionReportOut)
+def retention_report(request: Request, caller: AuditorCaller):
     """What was erased when, which epoch keys were destroyed, what is held and why."""
     ctx = get_ctx(request)
     return retention.report(ctx.factory, ctx.clock(), ctx.policy.legal_hold.after_warrant)
