@@ -75,7 +75,10 @@ def warrant_create(
     not_after = zoned_time(valid_until, "--valid-until")
     with vault(vault_url, token) as c:
         w = c.create_warrant(case, basis, camera, *window, not_after, not_before, max_records)
-    emit_json(w) if as_json else _warrant_rows([w])
+    if as_json:
+        emit_json(w)
+    else:
+        _warrant_rows([w])
 
 
 @warrant_app.command("list")
@@ -83,7 +86,10 @@ def warrant_list(vault_url: Url = None, token: Token = None, as_json: AsJson = F
     """Warrants and their state."""
     with vault(vault_url, token) as c:
         ws = c.warrants()
-    emit_json(ws) if as_json else _warrant_rows(ws)
+    if as_json:
+        emit_json(ws)
+    else:
+        _warrant_rows(ws)
 
 
 @warrant_app.command("revoke")
@@ -97,7 +103,10 @@ def warrant_revoke(
     """Revoke a warrant at once (judge token)."""
     with vault(vault_url, token) as c:
         w = c.revoke_warrant(warrant_id, reason)
-    emit_json(w) if as_json else _warrant_rows([w])
+    if as_json:
+        emit_json(w)
+    else:
+        _warrant_rows([w])
 
 
 @warrant_app.command("records")
@@ -296,7 +305,10 @@ def request_approve(
         except (ReviewRejected, KeyStoreError) as exc:
             raise UserError(f"not approving: {exc}", code=1) from exc
         out = c.approve(request_id, body)
-    emit_json(out) if as_json else _request_detail(out)
+    if as_json:
+        emit_json(out)
+    else:
+        _request_detail(out)
 
 
 def _private_folder(out: Path) -> None:
