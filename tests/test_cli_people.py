@@ -303,3 +303,29 @@ def test_python_client_typed_methods_and_context_manager(live):
             "request.release",
         ]
         assert aud.retention_report()["erased_records"] == 0
+
+
+def test_audit_filters_on_both_engines(api):
+    """GET /audit's filters as SQL on SQLite and PostgreSQL: an action prefix, a role, a
+    record named in an entry's detail, a time window; LIKE wildcards in a filter are text."""
+    rec, _ = api.seal("cam-1", api.t0 + timedelta(minutes=5))
+    assert api.ingest("cam-1", [rec]).status_code == 200
+    api.clock.advance(minutes=10)
+    wid = api.warrant(["cam-1"], api.t0, api.t0 + timedelta(hours=1)).json()["id"]
+
+    def get(**params) -> list[str]:
+        r = api.call("Auditor", "GET", "/audit", params=params)
+        assert r.status_code == 200, r.text
+        return [e["action"] for e in r.json()]
+
+    assert get(action="warrant.") == ["warrant.issue"]
+    assert get(action="warrant") == []  # exact unless it ends in '.'
+    assert get(actor="judge") == ["warrant.issue"]
+    assert get(actor="judge:Judge Ito") == ["warrant.issue"]
+    assert get(actor="jud") == []  # a role, not any prefix
+    assert get(record=rec["record_id"]) == ["ingest"]
+    assert get(record=wid) == ["warrant.issue"]
+    later = (api.t0 + timedelta(minutes=5)).isoformat()
+    assert get(since=later) == ["warrant.issue"] and get(until=later) == ["ingest"]
+    assert get(actor="%") == get(actor="judge:%") == []  # wildcards are text
+    assert api.call("Auditor", "GET", "/audit", params={"record": "%"}).status_code == 422
