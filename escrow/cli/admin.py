@@ -245,12 +245,19 @@ def keys_status(
     if as_json:
         typer.echo(json.dumps({"fingerprint": ks.fingerprint, "cameras": rows}, indent=1))
         return
-    from escrow.cli.app import table
+    from escrow.cli.app import short_time, table
 
     typer.echo(f"authority {ks.fingerprint}")
     table(
         ("CAMERA", "EPOCHS", "SEALS UNTIL"),
-        [(r["camera"], r["epochs"], r["seals_until"] or "OUT OF KEYS") for r in rows],
+        [
+            (
+                r["camera"],
+                r["epochs"],
+                short_time(r["seals_until"]) if r["seals_until"] else "OUT OF KEYS",
+            )
+            for r in rows
+        ],
     )
 
 
