@@ -232,6 +232,16 @@ def test_retention_report(world):
     }
     assert rows[c.header.record_id]["key_destroyed"] == at.isoformat()
     assert rows[c.header.record_id]["rule"] == "retention 2h (cam's rule)"
+    d = add(at, timedelta(hours=1))  # kept 1 h; the policy says 2 h by the time it goes
+    sweep(
+        eng,
+        ks,
+        at + timedelta(hours=2),
+        rule=lambda cam: "default",
+        keep_keys_for=lambda c: timedelta(hours=2),
+    )
+    d_row = [e for e in report(factory, at)["erased"] if e["record"] == d.header.record_id]
+    assert d_row[0]["rule"] == "retention 1h (the policy at capture)"
     assert r["held_past_expiry"][0]["records"] == 1
     gone = {e for d in r["destroyed_epoch_keys"] for e in d["epochs"]}
     assert b.header.epoch_id not in gone and c.header.epoch_id in gone

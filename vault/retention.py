@@ -78,18 +78,27 @@ def _period(d: timedelta) -> str:
     return f"{minutes}m"
 
 
-def _erased_row(r: SealedRecordRow, rule: Callable[[str], str] | None) -> dict:
+def _erased_row(
+    r: SealedRecordRow,
+    rule: Callable[[str], str] | None,
+    period: Callable[[str | None], timedelta] | None,
+) -> dict:
     """What the trail keeps of an erased record: enough to say whose and why, no more (no
-    quality, no track, nothing of the crop)."""
+    quality, no track, nothing of the crop). The rule is the retention the record was given
+    (its expiry less its capture time) and where the policy in force takes that from; a
+    record kept under an earlier policy says so rather than borrowing today's reason."""
     captured, expires = as_utc(r.best_time), as_utc(r.expires)
-    kept = f"retention {_period(expires - captured)}"
+    kept = expires - captured
+    source = rule(r.camera_id) if rule else None
+    if source and period is not None and period(r.camera_id) != kept:
+        source = "the policy at capture"
     return {
         "record": r.id,
         "camera": r.camera_id,
         "captured": captured.isoformat(),
         "expires": expires.isoformat(),
         "epoch": r.epoch_id,
-        "rule": f"{kept} ({rule(r.camera_id)})" if rule else kept,
+        "rule": f"retention {_period(kept)}" + (f" ({source})" if source else ""),
     }
 
 
@@ -98,6 +107,7 @@ def _erase_batch(
     now: datetime,
     batch: int,
     rule: Callable[[str], str] | None = None,
+    period: Callable[[str | None], timedelta] | None = None,
 ) -> list[str]:
     with factory.begin() as s:
         q = (
@@ -112,7 +122,7 @@ def _erase_batch(
         if not rows:
             return []
         ids = [r.id for r in rows]
-        detail = {"records": ids, "rows": [_erased_row(r, rule) for r in rows]}
+        detail = {"records": ids, "rows": [_erased_row(r, rule, period) for r in rows]}
         for r in rows:
             s.delete(r)
         audit.append(s, "retention-sweeper", "sweep.erase", detail, now)
@@ -195,7 +205,8 @@ def sweep(
     """One run. With `after_warrant` (the policy's hold grace), legal holds are first brought
     in line with the warrants: set on records in scope of a warrant whose hold stands,
     lifted from records whose last warrant ended longer ago than the grace. `rule` names
-    where a camera's retention comes from (policies.schema.Retention.rule), for the trail."""
+    where a camera's retention comes from (policies.schema.Retention.rule), for the trail;
+    `keep_keys_for` is the camera's retention now (Retention.for_camera)."""
     factory = sessionmaker(engine, expire_on_commit=False)
     result = SweepResult()
     pg = engine.dialect.name == "postgresql"
@@ -213,7 +224,7 @@ def sweep(
                 with factory.begin() as s:
                     audit.lock(s)
                     result.expired_requests = expire_stale(s, now, unfetched_after)
-            while ids := _erase_batch(factory, now, batch, rule):
+            while ids := _erase_batch(factory, now, batch, rule, keep_keys_for):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now, keep_keys_for)
             with factory.begin() as s:
