@@ -68,7 +68,7 @@ class Sender:
             ]
 
     def _post(self, records: list[dict]) -> None:
-        answer = self.client.call("POST", "/ingest", {"records": records})
+        answer = self.client.ingest(records)
         acked = set(answer["stored"]) & {r["record_id"] for r in records}
         cams = {r["record_id"]: r["camera_id"] for r in records}
         for rid in sorted(acked):

@@ -62,6 +62,16 @@ class Retention(Strict):
                 return site.period
         return self.default
 
+    def rule(self, camera_id: str) -> str:
+        """Where a camera's retention comes from, for people: 'camera override', 'site
+        <name>' or 'default' (the retention report names it beside each erasure)."""
+        if camera_id in self.cameras:
+            return "camera override"
+        for name, site in self.sites.items():
+            if camera_id in site.cameras:
+                return f"site {name}"
+        return "default"
+
 
 class Keys(Strict):
     """Deprecated: `[keys] epoch` is still read (a policy file that has it loads), but it

@@ -15,7 +15,7 @@ from escrow.sealing import KeyStoreError, load_private
 from tests.conftest import PASSPHRASE, epoch_key, epoch_key_raw, make_authority
 from vault import audit, store
 from vault.db import make_engine, session_factory
-from vault.models import KeyEpoch, SealedRecordRow
+from vault.models import AuditEntry, KeyEpoch, SealedRecordRow
 from vault.retention import sweep
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # day 1 of the epochs
@@ -204,20 +204,92 @@ def test_daemon_catches_up_at_start_and_keeps_sweeping(world, db_url, tmp_path):
 
 
 def test_retention_report(world):
+    """A data-protection officer reads whose data was erased and why: camera, capture time,
+    expiry, erasure, the rule, and when the key was destroyed; not bare record ids."""
     from vault.retention import report
 
     ks, eng, factory, add, _ = world
     a = add(T0, timedelta(hours=1))
     b = add(T0, timedelta(hours=1))
+    c = add(T0 + timedelta(days=1), timedelta(hours=2))  # the next epoch, alone in it
     with factory.begin() as s:
         s.get(SealedRecordRow, ("cam", b.header.record_id)).legal_hold = True
-    sweep(eng, ks, T0 + timedelta(days=2))
-    r = report(factory, T0 + timedelta(days=2))
-    assert r["erased_records"] == 1 and r["erasures"][0]["records"] == [a.header.record_id]
+    at = T0 + timedelta(days=2)
+    sweep(eng, ks, at, rule=lambda cam: f"{cam}'s rule")
+    r = report(factory, at)
+    assert r["erased_records"] == 2
+    rows = {e["record"]: e for e in r["erased"]}
+    assert rows[a.header.record_id] == {
+        "record": a.header.record_id,
+        "camera": "cam",
+        "captured": T0.isoformat(),
+        "expires": (T0 + timedelta(hours=1)).isoformat(),
+        "erased": at.isoformat(),
+        "epoch": a.header.epoch_id,
+        "rule": "retention 1h (cam's rule)",
+        "key_destroyed": None,  # b, held, still keeps its epoch's key alive
+        "audit_entry": rows[a.header.record_id]["audit_entry"],
+    }
+    assert rows[c.header.record_id]["key_destroyed"] == at.isoformat()
+    assert rows[c.header.record_id]["rule"] == "retention 2h (cam's rule)"
+    d = add(at, timedelta(hours=1))  # kept 1 h; the policy says 2 h by the time it goes
+    sweep(
+        eng,
+        ks,
+        at + timedelta(hours=2),
+        rule=lambda cam: "default",
+        keep_keys_for=lambda c: timedelta(hours=2),
+    )
+    d_row = [e for e in report(factory, at)["erased"] if e["record"] == d.header.record_id]
+    assert d_row[0]["rule"] == "retention 1h (the policy at capture)"
     assert r["held_past_expiry"][0]["records"] == 1
     gone = {e for d in r["destroyed_epoch_keys"] for e in d["epochs"]}
-    assert b.header.epoch_id not in gone  # b still keeps its epoch's key alive
-    assert all(d["at"].endswith("+00:00") for d in r["erasures"])
+    assert b.header.epoch_id not in gone and c.header.epoch_id in gone
+
+
+def test_idle_sweeps_are_one_entry_per_day_and_the_trail_stays_provable(world, tmp_path):
+    """Hourly sweeps that find nothing write no entry each; the first sweep of the next day
+    writes the day's count as one `sweep.idle` entry. Only appends: the chain verifies and
+    the witness file's checkpoints stay consistent across it."""
+    from vault import anchor
+    from vault.retention import report
+
+    ks, eng, factory, add, _ = world
+    key, witness = anchor.CheckpointKey(tmp_path / "cp"), tmp_path / "witness.jsonl"
+    add(T0, timedelta(hours=1))
+    add(T0, timedelta(days=30))  # keeps day 1's key: its shredding would be an action
+    sweep(eng, ks, T0 + timedelta(hours=2))  # erases the first: entries as before
+    assert actions(factory) == ["sweep.erase", "sweep.run"]
+    anchor.extend_witness(factory, key, T0 + timedelta(hours=2), witness)
+    for h in range(3, 14):  # eleven idle hours
+        r = sweep(eng, ks, T0 + timedelta(hours=h))
+        assert r.idle and r.erased == []
+    assert actions(factory) == ["sweep.erase", "sweep.run"]  # nothing written for them
+    day2 = T0 + timedelta(days=1, hours=1)
+    assert sweep(eng, ks, day2).idle
+    assert actions(factory) == ["sweep.erase", "sweep.run", "sweep.idle"]
+    with factory() as s:
+        e = s.scalars(sa.select(AuditEntry).where(AuditEntry.action == "sweep.idle")).one()
+    assert json.loads(e.detail) == {
+        "day": T0.date().isoformat(),
+        "idle_runs": 11,
+        "first": (T0 + timedelta(hours=3)).isoformat(),
+        "last": (T0 + timedelta(hours=13)).isoformat(),
+    }
+    sweep(eng, ks, day2 + timedelta(hours=1))  # still day 2: counted, not written
+    assert actions(factory).count("sweep.idle") == 1
+    busy = add(day2, timedelta(minutes=30))
+    r = sweep(eng, ks, day2 + timedelta(hours=2))  # a run that acts writes as before
+    assert r.erased == [busy.header.record_id]
+    assert actions(factory)[-2:] == ["sweep.erase", "sweep.run"]
+    assert audit.verify(factory).ok
+    anchor.extend_witness(factory, key, day2 + timedelta(hours=3), witness)  # proves extension
+    assert anchor.check_trail(factory, witness)[1].size == len(actions(factory))
+    idle = report(factory, day2 + timedelta(hours=3))["idle_sweeps"]
+    assert [(d["day"], d["runs"], d["audit_entry"] is not None) for d in idle] == [
+        (T0.date().isoformat(), 11, True),
+        ((T0 + timedelta(days=1)).date().isoformat(), 2, False),  # today's, not yet written
+    ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # copies the database file

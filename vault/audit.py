@@ -117,6 +117,55 @@ def verify(factory: sessionmaker[Session], expect_head: str | None = None) -> Ve
     return Verdict(True, count, prev_hash)
 
 
+def _filtered(
+    q,
+    action: str | None,
+    actor: str | None,
+    record: str | None,
+    since: datetime | None,
+    until: datetime | None,
+):
+    """The auditor's filters. `action` matches exactly or as a prefix ending in '.'
+    ('request.' for every request action); `actor` exactly ('judge:Judge Ito') or by role
+    ('judge'); `record` any entry whose detail names that id (ingest, request, release,
+    erasure); `since` inclusive, `until` exclusive."""
+    if action:
+        q = q.where(
+            AuditEntry.action.startswith(action, autoescape=True)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    if actor:
+        q = q.where(
+            (AuditEntry.actor == actor) | AuditEntry.actor.startswith(f"{actor}:", autoescape=True)
+        )
+    if record:
+        q = q.where(AuditEntry.detail.contains(f'"{record}"', autoescape=True))
+    if since:
+        q = q.where(AuditEntry.at >= since)
+    if until:
+        q = q.where(AuditEntry.at < until)
+    return q
+
+
+def entries(
+    s: Session,
+    after: int = 0,
+    limit: int = 100,
+    action: str | None = None,
+    actor: str | None = None,
+    record: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditEntry]:
+    """Entries above id `after`, oldest first, at most `limit`: the auditor's reading of the
+    trail through the API (filters as `_filtered`)."""
+    q = _filtered(
+        select(AuditEntry).where(AuditEntry.id > after), action, actor, record, since, until
+    )
+    return list(s.scalars(q.order_by(AuditEntry.id).limit(limit)))
+
+
 def find(
     s: Session,
     *,
@@ -127,24 +176,8 @@ def find(
     until: datetime | None = None,
     limit: int = 200,
 ) -> list[AuditEntry]:
-    """Entries newest first, filtered as an auditor narrows the trail: an action (or its
-    prefix, `request.`), an actor's substring, a record or other id named in the detail, a
-    time range [since, until)."""
-    q = select(AuditEntry)
-    if action:
-        q = q.where(
-            AuditEntry.action.startswith(action, autoescape=True)
-            if action.endswith(".")
-            else AuditEntry.action == action
-        )
-    if actor:
-        q = q.where(AuditEntry.actor.contains(actor, autoescape=True))
-    if record:
-        q = q.where(AuditEntry.detail.contains(record, autoescape=True))
-    if since is not None:
-        q = q.where(AuditEntry.at >= since)
-    if until is not None:
-        q = q.where(AuditEntry.at < until)
+    """The same filters, newest first: the console's view of the trail."""
+    q = _filtered(select(AuditEntry), action, actor, record, since, until)
     return list(s.scalars(q.order_by(AuditEntry.id.desc()).limit(limit)))
 
 

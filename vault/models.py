@@ -120,3 +120,17 @@ class Approval(Base):
         UniqueConstraint("request_id", "trustee_token_id", name="uq_approval_trustee"),
         UniqueConstraint("request_id", "share_index", name="uq_approval_share"),
     )
+
+
+class SweepIdleDay(Base):
+    """Sweeps that found nothing to do, counted per UTC day instead of each writing an audit
+    entry (17 of 49 entries of a short run were such). A day's count goes into the trail as
+    one `sweep.idle` entry at the first sweep after the day ended (`entry` is that entry's
+    id): an idle sweep changes nothing, so nothing goes unrecorded meanwhile."""
+
+    __tablename__ = "sweep_idle_days"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    runs: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    entry: Mapped[int | None] = mapped_column(Integer)

@@ -1,6 +1,13 @@
 """The retention sweep: erase expired records not on legal hold, in batches, and destroy the
 key of every ended epoch that no longer has a record (crypto-shredding).
 
+Each erasure's audit entry names, per record, its camera, capture time, expiry, epoch and the
+retention rule that expired it: once the row is gone, the trail is what tells a
+data-protection officer whose data was erased and why (`report`). A run that did nothing
+writes no entry of its own; idle runs are counted per day (sweep_idle_days) and each past
+day's count becomes one `sweep.idle` entry, so the trail records every action without one
+line per idle hour.
+
 Only one sweeper acts at a time on PostgreSQL (a session-level advisory lock: a second one
 returns `skipped`). Rows an opening has locked are skipped (`FOR UPDATE SKIP LOCKED`) and
 left for the next run. Every batch writes its own audit entry in the same transaction as the
@@ -21,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from escrow.canonical import as_utc
 from vault import audit
 from vault.keys import KeyStore
-from vault.models import KeyEpoch, SealedRecordRow
+from vault.models import KeyEpoch, SealedRecordRow, SweepIdleDay
 from vault.openings import expire_stale
 from vault.store import checkpoint_wal
 from vault.warrants import refresh_holds
@@ -39,6 +46,17 @@ class SweepResult:
     holds_set: int = 0
     holds_lifted: int = 0
 
+    @property
+    def idle(self) -> bool:
+        """Nothing erased, shredded, expired, held or released: nothing worth an entry."""
+        return not (
+            self.erased
+            or self.shredded
+            or self.expired_requests
+            or self.holds_set
+            or self.holds_lifted
+        )
+
     def summary(self) -> dict:
         return {
             "skipped": self.skipped,
@@ -51,7 +69,46 @@ class SweepResult:
         }
 
 
-def _erase_batch(factory: sessionmaker[Session], now: datetime, batch: int) -> list[str]:
+def _period(d: timedelta) -> str:
+    """'72h', '7d', '90m': how a policy writes a duration."""
+    minutes = int(d.total_seconds() // 60)
+    for unit, size in (("w", 7 * 1440), ("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+def _erased_row(
+    r: SealedRecordRow,
+    rule: Callable[[str], str] | None,
+    period: Callable[[str | None], timedelta] | None,
+) -> dict:
+    """What the trail keeps of an erased record: enough to say whose and why, no more (no
+    quality, no track, nothing of the crop). The rule is the retention the record was given
+    (its expiry less its capture time) and where the policy in force takes that from; a
+    record kept under an earlier policy says so rather than borrowing today's reason."""
+    captured, expires = as_utc(r.best_time), as_utc(r.expires)
+    kept = expires - captured
+    source = rule(r.camera_id) if rule else None
+    if source and period is not None and period(r.camera_id) != kept:
+        source = "the policy at capture"
+    return {
+        "record": r.id,
+        "camera": r.camera_id,
+        "captured": captured.isoformat(),
+        "expires": expires.isoformat(),
+        "epoch": r.epoch_id,
+        "rule": f"retention {_period(kept)}" + (f" ({source})" if source else ""),
+    }
+
+
+def _erase_batch(
+    factory: sessionmaker[Session],
+    now: datetime,
+    batch: int,
+    rule: Callable[[str], str] | None = None,
+    period: Callable[[str | None], timedelta] | None = None,
+) -> list[str]:
     with factory.begin() as s:
         q = (
             select(SealedRecordRow)
@@ -65,10 +122,43 @@ def _erase_batch(factory: sessionmaker[Session], now: datetime, batch: int) -> l
         if not rows:
             return []
         ids = [r.id for r in rows]
+        detail = {"records": ids, "rows": [_erased_row(r, rule, period) for r in rows]}
         for r in rows:
             s.delete(r)
-        audit.append(s, "retention-sweeper", "sweep.erase", {"records": ids}, now)
+        audit.append(s, "retention-sweeper", "sweep.erase", detail, now)
         return ids
+
+
+def _count_idle(s: Session, now: datetime, idle: bool) -> None:
+    """Write each ended day's count of idle runs as one `sweep.idle` entry, then count this
+    run if it was idle. Runs under the trail's lock (audit.append takes it), so two sweepers
+    on SQLite, or one with the API's writers, cannot both write a day."""
+    audit.lock(s)
+    today = as_utc(now).date().isoformat()
+    ended = s.scalars(
+        select(SweepIdleDay)
+        .where(SweepIdleDay.day < today, SweepIdleDay.entry.is_(None))
+        .order_by(SweepIdleDay.day)
+    ).all()
+    for d in ended:
+        d.entry = audit.append(
+            s,
+            "retention-sweeper",
+            "sweep.idle",
+            {
+                "day": d.day,
+                "idle_runs": d.runs,
+                "first": as_utc(d.first_at).isoformat(),
+                "last": as_utc(d.last_at).isoformat(),
+            },
+            now,
+        ).id
+    if idle:
+        d = s.get(SweepIdleDay, today)
+        if d is None:
+            s.add(SweepIdleDay(day=today, runs=1, first_at=now, last_at=now))
+        else:
+            d.runs, d.last_at = d.runs + 1, now
 
 
 def _shred_empty_epochs(
@@ -110,10 +200,13 @@ def sweep(
     after_warrant: timedelta | None = None,
     unfetched_after: timedelta | None = None,
     keep_keys_for: Callable[[str | None], timedelta] | None = None,
+    rule: Callable[[str], str] | None = None,
 ) -> SweepResult:
     """One run. With `after_warrant` (the policy's hold grace), legal holds are first brought
     in line with the warrants: set on records in scope of a warrant whose hold stands,
-    lifted from records whose last warrant ended longer ago than the grace."""
+    lifted from records whose last warrant ended longer ago than the grace. `rule` names
+    where a camera's retention comes from (policies.schema.Retention.rule), for the trail;
+    `keep_keys_for` is the camera's retention now (Retention.for_camera)."""
     factory = sessionmaker(engine, expire_on_commit=False)
     result = SweepResult()
     pg = engine.dialect.name == "postgresql"
@@ -131,7 +224,7 @@ def sweep(
                 with factory.begin() as s:
                     audit.lock(s)
                     result.expired_requests = expire_stale(s, now, unfetched_after)
-            while ids := _erase_batch(factory, now, batch):
+            while ids := _erase_batch(factory, now, batch, rule, keep_keys_for):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now, keep_keys_for)
             with factory.begin() as s:
@@ -140,8 +233,9 @@ def sweep(
                         SealedRecordRow.expires <= now, SealedRecordRow.legal_hold.is_(True)
                     )
                 )
-                # every run leaves one summary entry, also when it found nothing to do
-                audit.append(s, "retention-sweeper", "sweep.run", result.summary(), now)
+                _count_idle(s, now, result.idle)
+                if not result.idle:  # an idle run is counted in its day's sweep.idle entry
+                    audit.append(s, "retention-sweeper", "sweep.run", result.summary(), now)
         finally:
             if pg:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
@@ -158,9 +252,11 @@ def sweep(
 def report(
     factory: sessionmaker[Session], now: datetime, after_warrant: timedelta | None = None
 ) -> dict:
-    """For a data-protection officer: what was erased when (from the audit trail), which
-    epoch keys were destroyed, what is held now past its expiry, and which warrants hold
-    records (why, and until when)."""
+    """For a data-protection officer: each erased record (camera, capture time, expiry, when
+    it was erased, the rule that expired it, when its epoch key was destroyed) from the audit
+    trail, the epoch keys destroyed, the idle sweeps per day, what is held now past its
+    expiry, and which warrants hold records (why, and until when). Erasures written before
+    the trail kept those fields show the record id alone."""
     import json
 
     from vault.models import AuditEntry
@@ -180,6 +276,7 @@ def report(
             .where(SealedRecordRow.legal_hold.is_(True), SealedRecordRow.expires <= now)
             .group_by(SealedRecordRow.camera_id)
         ).all()
+        idle = s.scalars(select(SweepIdleDay).order_by(SweepIdleDay.day)).all()
     holds = []
     if after_warrant is not None:
         from vault.warrants import hold_until, holding, in_scope, state
@@ -198,20 +295,45 @@ def report(
                     }
                 )
 
-    def done(action: str, what: str) -> list[dict]:
-        """The sweeper's `action` entries: when, which entry, and the `what` it names."""
-        return [
-            {"at": as_utc(e.at).isoformat(), "audit_entry": e.id, what: json.loads(e.detail)[what]}
-            for e in entries
-            if e.action == action
+    shredded = [
+        {
+            "at": as_utc(e.at).isoformat(),
+            "audit_entry": e.id,
+            "epochs": json.loads(e.detail)["epochs"],
+        }
+        for e in entries
+        if e.action == "sweep.shred"
+    ]
+    key_destroyed = {epoch: d["at"] for d in shredded for epoch in d["epochs"]}
+    blank = {"camera": None, "captured": None, "expires": None, "epoch": None, "rule": None}
+    erased = []
+    for e in entries:
+        if e.action != "sweep.erase":
+            continue
+        detail = json.loads(e.detail)
+        rows = detail.get("rows") or [{**blank, "record": rid} for rid in detail["records"]]
+        erased += [
+            {
+                **row,
+                "erased": as_utc(e.at).isoformat(),
+                "key_destroyed": key_destroyed.get(row["epoch"]),
+                "audit_entry": e.id,
+            }
+            for row in rows
         ]
-
-    erased = done("sweep.erase", "records")
-    shredded = done("sweep.shred", "epochs")
     return {
-        "erased_records": sum(len(b["records"]) for b in erased),
-        "erasures": erased,
+        "erased_records": len(erased),
+        "erased": erased,
         "destroyed_epoch_keys": shredded,
+        "idle_sweeps": [
+            {
+                "day": d.day,
+                "runs": d.runs,
+                "last": as_utc(d.last_at).isoformat(),
+                "audit_entry": d.entry,
+            }
+            for d in idle
+        ],
         "held_past_expiry": [
             {
                 "camera": cam,

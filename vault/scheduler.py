@@ -43,6 +43,7 @@ def sweep_once(
         after_warrant=policy.legal_hold.after_warrant,
         unfetched_after=policy.openings.unfetched_after,
         keep_keys_for=policy.retention.for_camera,
+        rule=policy.retention.rule,
     )
 
 

@@ -245,10 +245,20 @@ def keys_status(
     if as_json:
         typer.echo(json.dumps({"fingerprint": ks.fingerprint, "cameras": rows}, indent=1))
         return
+    from escrow.cli.app import short_time, table
+
     typer.echo(f"authority {ks.fingerprint}")
-    typer.echo(f"{'camera':<24s} {'epochs':>6s}  seals until")
-    for r in rows:
-        typer.echo(f"{r['camera']:<24s} {r['epochs']:>6d}  {r['seals_until'] or 'OUT OF KEYS'}")
+    table(
+        ("CAMERA", "EPOCHS", "SEALS UNTIL"),
+        [
+            (
+                r["camera"],
+                r["epochs"],
+                short_time(r["seals_until"]) if r["seals_until"] else "OUT OF KEYS",
+            )
+            for r in rows
+        ],
+    )
 
 
 @keys_app.command("export-camera")
@@ -341,22 +351,50 @@ def tokens_revoke(token_id: str) -> None:
 
 
 @tokens_app.command("list")
-def tokens_list() -> None:
+def tokens_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
     """Token ids, roles, names, expiry and state (never the tokens); times in UTC."""
     from datetime import UTC, datetime
 
+    from escrow.canonical import as_utc
+    from escrow.cli.app import emit_json, table
     from vault import tokens
 
     now = datetime.now(UTC)
-    typer.echo(f"{'ID':<36s}  {'ROLE':<12s} {'NAME':<24s} {'EXPIRES (UTC)':<16s}  STATE")
+    rows = []
     for t in tokens.list_tokens(db_factory()):
-        role = f"{t.role} {t.trustee_index}" if t.trustee_index is not None else t.role
         expires = tokens.expiry(t)
-        if t.revoked_at:
-            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}"
-        else:
-            state = "expired" if now >= expires else "active"
-        typer.echo(f"{t.id}  {role:<12s} {t.name:<24s} {expires:%Y-%m-%d %H:%M}  {state}")
+        state = "revoked" if t.revoked_at else "expired" if now >= expires else "active"
+        rows.append(
+            {
+                "id": t.id,
+                "role": t.role,
+                "trustee_index": t.trustee_index,
+                "name": t.name,
+                "expires_at": expires.isoformat(),
+                "state": state,
+                "revoked_at": as_utc(t.revoked_at).isoformat() if t.revoked_at else None,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        ("ID", "ROLE", "NAME", "EXPIRES (UTC)", "STATE"),
+        [
+            (
+                r["id"],
+                r["role"] if r["trustee_index"] is None else f"{r['role']} {r['trustee_index']}",
+                r["name"],
+                f"{datetime.fromisoformat(r['expires_at']):%Y-%m-%d %H:%M}",
+                r["state"]
+                if not r["revoked_at"]
+                else f"revoked {datetime.fromisoformat(r['revoked_at']):%Y-%m-%d %H:%M}",
+            )
+            for r in rows
+        ],
+    )
 
 
 @db_app.command("upgrade")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from escrow.settings import get_settings
+
+if TYPE_CHECKING:
+    from escrow.client import VaultClient
 
 app = typer.Typer(
     help="keyframe-escrow: one sealed best-quality face crop per passer-by.",
@@ -31,6 +37,7 @@ audit_app = _group("audit", "The audit trail: hash chain, signed checkpoints, Me
 db_app = _group("db", "The vault's SQL index (Alembic migrations).")
 warrant_app = _group("warrant", "Warrants (judges), via the vault API.")
 request_app = _group("request", "Opening requests (investigators, trustees), via the vault API.")
+camera_app = _group("camera", "Cameras known to the vault (admin), via the vault API.")
 
 
 class UserError(Exception):
@@ -136,7 +143,7 @@ def camera_keyring_path() -> Path:
     return st.camera_keyring or st.keys_dir.parent / "camera-keyring.json"
 
 
-def vault_client(url: str | None, token: str | None):
+def vault_client(url: str | None, token: str | None) -> VaultClient:
     """A client of the vault API from options, else ESCROW_VAULT_URL / ESCROW_TOKEN."""
     from escrow.client import VaultClient
 
@@ -150,13 +157,48 @@ def vault_client(url: str | None, token: str | None):
         raise UserError(str(exc)) from exc
 
 
-def vault_call(client, method: str, path: str, json=None, params=None):
-    """One API call; the vault's refusal or absence becomes one line and an exit code."""
+@contextmanager
+def vault_errors() -> Iterator[None]:
+    """The vault's refusal (exit 6) or absence (exit 5) as one line, never a traceback."""
     from escrow.client import VaultError
 
     try:
-        return client.call(method, path, json=json, params=params)
+        yield
     except VaultError as exc:
         if exc.status == 0:
             raise UserError(exc.detail, code=5) from exc
         raise UserError(f"the vault refused ({exc.status}): {exc.detail}", code=6) from exc
+
+
+@contextmanager
+def vault(url: str | None, token: str | None) -> Iterator[VaultClient]:
+    """`with vault(url, token) as c:` a client for one command, closed after it, whose
+    refusals end the command as one line and an exit code (vault_errors)."""
+    with vault_errors(), vault_client(url, token) as client:
+        yield client
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Rows under a header row, columns padded to their widest cell, two spaces apart: for
+    people; `--json` is the stable form for machines. Empty lists still print the header, so
+    "nothing" reads as nothing rather than as a failure."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    for row in [list(columns), *cells]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def short_time(iso: str | None) -> str:
+    """'2026-12-04 20:05:31Z' from the API's ISO time: UTC, to the second, for a table."""
+    if not iso:
+        return "-"
+    from datetime import UTC, datetime
+
+    t = datetime.fromisoformat(iso).astimezone(UTC)
+    return f"{t:%Y-%m-%d %H:%M:%S}Z"
+
+
+def emit_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=1, ensure_ascii=False))

@@ -20,8 +20,8 @@ from escrow.cli.app import (
     load_scorer,
     need_detector,
     setup_torch,
-    vault_call,
     vault_client,
+    vault_errors,
     zoned_time,
 )
 from escrow.settings import get_settings
@@ -76,7 +76,8 @@ def run_capture(
         client = vault_client(vault_url, token)
 
         def fetch():
-            return vault_call(client, "GET", "/keyring")
+            with vault_errors():
+                return client.keyring()
 
     try:
         ring = job.open_keyring(camera_id, keyring, fetch, authority, log)

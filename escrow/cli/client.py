@@ -1,4 +1,6 @@
-"""`escrow warrant ...` and `escrow request ...`: the API's command-line client."""
+"""`escrow warrant ...`, `escrow request ...` and `escrow camera ...`: the API's command-line
+client. Lists print a header row and one row per item; `--json` prints the vault's answer as
+is, the stable form for scripts."""
 
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from escrow.cli.app import UserError, request_app, vault_call, vault_client, warrant_app, zoned_time
+from escrow.cli.app import (
+    UserError,
+    audit_app,
+    camera_app,
+    emit_json,
+    request_app,
+    short_time,
+    table,
+    vault,
+    warrant_app,
+    zoned_time,
+)
 from escrow.settings import get_settings
 
 Url = Annotated[str | None, typer.Option("--vault-url", help="Vault API (ESCROW_VAULT_URL).")]
@@ -19,18 +32,24 @@ Token = Annotated[str | None, typer.Option("--token", help="Bearer token (ESCROW
 AsJson = Annotated[bool, typer.Option("--json", help="Print the vault's JSON answer.")]
 
 
-def _show(data, as_json: bool, line) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=1))
-    else:
-        for item in data if isinstance(data, list) else [data]:
-            typer.echo(line(item))
+WARRANT_COLUMNS = ("ID", "STATE", "CASE", "CAMERAS", "SCOPE FROM", "SCOPE TO", "VALID UNTIL")
 
 
-def _warrant_line(w: dict) -> str:
-    return (
-        f"{w['id']}  {w['state']:<13} case {w['case_ref']}  cameras {','.join(w['cameras'])}  "
-        f"window {w['window_start']} .. {w['window_end']}  valid until {w['not_after']}"
+def _warrant_rows(ws: list[dict]) -> None:
+    table(
+        WARRANT_COLUMNS,
+        [
+            (
+                w["id"],
+                w["state"],
+                w["case_ref"],
+                ",".join(w["cameras"]),
+                short_time(w["window_start"]),
+                short_time(w["window_end"]),
+                short_time(w["not_after"]),
+            )
+            for w in ws
+        ],
     )
 
 
@@ -51,26 +70,26 @@ def warrant_create(
     as_json: AsJson = False,
 ) -> None:
     """Issue a warrant (judge token)."""
-    body = {
-        "case_ref": case,
-        "legal_basis": basis,
-        "cameras": camera,
-        "window_start": zoned_time(start, "--from").isoformat(),
-        "window_end": zoned_time(end, "--to").isoformat(),
-        "not_before": zoned_time(valid_from, "--valid-from").isoformat()
-        if valid_from
-        else datetime.now(UTC).isoformat(),
-        "not_after": zoned_time(valid_until, "--valid-until").isoformat(),
-        "max_records": max_records,
-    }
-    w = vault_call(vault_client(vault_url, token), "POST", "/warrants", body)
-    _show(w, as_json, _warrant_line)
+    window = (zoned_time(start, "--from"), zoned_time(end, "--to"))
+    not_before = zoned_time(valid_from, "--valid-from") if valid_from else datetime.now(UTC)
+    not_after = zoned_time(valid_until, "--valid-until")
+    with vault(vault_url, token) as c:
+        w = c.create_warrant(case, basis, camera, *window, not_after, not_before, max_records)
+    if as_json:
+        emit_json(w)
+    else:
+        _warrant_rows([w])
 
 
 @warrant_app.command("list")
 def warrant_list(vault_url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Warrants and their state."""
-    _show(vault_call(vault_client(vault_url, token), "GET", "/warrants"), as_json, _warrant_line)
+    with vault(vault_url, token) as c:
+        ws = c.warrants()
+    if as_json:
+        emit_json(ws)
+    else:
+        _warrant_rows(ws)
 
 
 @warrant_app.command("revoke")
@@ -82,10 +101,12 @@ def warrant_revoke(
     as_json: AsJson = False,
 ) -> None:
     """Revoke a warrant at once (judge token)."""
-    w = vault_call(
-        vault_client(vault_url, token), "POST", f"/warrants/{warrant_id}/revoke", {"reason": reason}
-    )
-    _show(w, as_json, _warrant_line)
+    with vault(vault_url, token) as c:
+        w = c.revoke_warrant(warrant_id, reason)
+    if as_json:
+        emit_json(w)
+    else:
+        _warrant_rows([w])
 
 
 @warrant_app.command("records")
@@ -96,19 +117,69 @@ def warrant_records(
     as_json: AsJson = False,
 ) -> None:
     """Records within a warrant's scope: metadata only (investigator token)."""
-    rows = vault_call(vault_client(vault_url, token), "GET", f"/warrants/{warrant_id}/records")
-    _show(
-        rows,
-        as_json,
-        lambda r: f"{r['id']}  {r['camera_id']}  {r['best_time']}  quality {r['quality']:.1f}",
+    with vault(vault_url, token) as c:
+        rows = c.warrant_records(warrant_id)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        ("RECORD", "CAMERA", "CAPTURED", "QUALITY", "EXPIRES", "HOLD"),
+        [
+            (
+                r["id"],
+                r["camera_id"],
+                short_time(r["best_time"]),
+                f"{r['quality']:.1f}",
+                short_time(r["expires"]),
+                "held" if r["legal_hold"] else "-",
+            )
+            for r in rows
+        ],
     )
 
 
-def _request_line(r: dict) -> str:
-    return (
-        f"{r['id']}  {r['status']:<8} warrant {r['warrant_id']}  {len(r['record_ids'])} record(s)"
-        f"  approvals {len(r['approvals'])}/{r['required']}  digest {r['digest']}"
+def _request_rows(reqs: list[dict]) -> None:
+    table(
+        ("ID", "STATUS", "WARRANT", "RECORDS", "APPROVALS", "REQUESTER", "CREATED"),
+        [
+            (
+                r["id"],
+                r["status"],
+                r["warrant_id"],
+                len(r["record_ids"]),
+                f"{len(r['approvals'])}/{r['required']}",
+                r["requester"],
+                short_time(r["created"]),
+            )
+            for r in reqs
+        ],
     )
+
+
+def _request_detail(r: dict) -> None:
+    """One request in full, as a person checks it: reason, records, who approved."""
+    fields = [
+        ("request", r["id"]),
+        ("status", r["status"]),
+        ("warrant", r["warrant_id"]),
+        ("requester", r["requester"]),
+        ("reason", r["reason"]),
+        ("created", short_time(r["created"])),
+        ("approvals", f"{len(r['approvals'])} of {r['required']}"),
+    ]
+    fields += [
+        ("  approved", f"{a['trustee']} (share {a['share_index']}) {short_time(a['at'])}")
+        for a in r["approvals"]
+    ]
+    if r.get("released_at"):
+        fields.append(
+            ("released", f"{short_time(r['released_at'])}, {r['released_count']} crop(s)")
+        )
+    fields.append(("digest", r["digest"]))
+    fields.append(("records", str(len(r["record_ids"]))))
+    fields += [("", rid) for rid in r["record_ids"]]
+    for k, v in fields:
+        typer.echo(f"{k:<11s}{v}")
 
 
 def _secret_path(request_id: str) -> Path:
@@ -131,24 +202,24 @@ def request_create(
 ) -> None:
     """Ask to open records (investigator token). The fetch secret is kept in a 0600 file
     under ESCROW_REQUESTS_DIR until `escrow request fetch`."""
-    client = vault_client(vault_url, token)
     if all_records == bool(record):
         raise UserError("give --record ID (repeatable) or --all")
-    ids = record or [r["id"] for r in vault_call(client, "GET", f"/warrants/{warrant}/records")]
-    if not ids:
-        raise UserError(f"warrant {warrant} has no records in scope")
-    created = vault_call(
-        client, "POST", "/requests", {"warrant_id": warrant, "record_ids": ids, "reason": reason}
-    )
+    with vault(vault_url, token) as c:
+        ids = record or [r["id"] for r in c.warrant_records(warrant)]
+        if not ids:
+            raise UserError(f"warrant {warrant} has no records in scope")
+        created = c.create_request(warrant, ids, reason)
     req = created["request"]
     path = _secret_path(req["id"])
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(created["fetch_secret"])
-    _show(req, as_json, _request_line)
-    if not as_json:
-        typer.echo(f"fetch secret kept in {path}", err=True)
+    if as_json:
+        emit_json(req)
+        return
+    _request_detail(req)
+    typer.echo(f"fetch secret kept in {path}", err=True)
 
 
 @request_app.command("status")
@@ -158,9 +229,35 @@ def request_status(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Requests and their approvals."""
-    path = f"/requests/{request_id}" if request_id else "/requests"
-    _show(vault_call(vault_client(vault_url, token), "GET", path), as_json, _request_line)
+    """Requests and their approvals: a table, or one request in full."""
+    with vault(vault_url, token) as c:
+        data = c.request(request_id) if request_id else c.requests()
+    if as_json:
+        emit_json(data)
+    elif request_id:
+        _request_detail(data)
+    else:
+        _request_rows(data)
+
+
+@request_app.command("review")
+def request_review(
+    request_id: Annotated[str, typer.Argument()],
+    vault_url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """What a trustee approves, before approving (trustee token): the warrant's case and
+    legal basis, the reason, the requester, the records and the keys they need."""
+    from escrow.trustee import summary
+
+    with vault(vault_url, token) as c:
+        review = c.review(request_id)
+    if as_json:
+        emit_json(review)
+        return
+    for line in summary(review):
+        typer.echo(line)
 
 
 @request_app.command("approve")
@@ -188,50 +285,77 @@ def request_approve(
         key = TrusteeKey.load(key_file)
     except KeyStoreError as exc:
         raise UserError(str(exc)) from exc
-    client = vault_client(vault_url, token)
-    review = vault_call(client, "GET", f"/requests/{request_id}/review")
-    if digest and digest != review["request"]["digest"]:
-        raise UserError("the request changed since you reviewed it (digest differs)")
-    try:
-        check(review, key)
-    except ReviewRejected as exc:
-        raise UserError(f"not approving: {exc}", code=1) from exc
-    for line in summary(review):
-        typer.echo(line, err=True)
-    if not yes and not typer.confirm("Approve this request?", err=True):
-        raise UserError("not approved", code=1)
-    passphrase = os.environ.get("ESCROW_TRUSTEE_PASSPHRASE") or typer.prompt(
-        f"passphrase of {key_file}", hide_input=True, err=True
-    )
-    try:
-        body = approval_body(review, key, passphrase)
-    except (ReviewRejected, KeyStoreError) as exc:
-        raise UserError(f"not approving: {exc}", code=1) from exc
-    out = vault_call(client, "POST", f"/requests/{request_id}/approvals", body)
-    _show(out, as_json, _request_line)
+    with vault(vault_url, token) as c:
+        review = c.review(request_id)
+        if digest and digest != review["request"]["digest"]:
+            raise UserError("the request changed since you reviewed it (digest differs)")
+        try:
+            check(review, key)
+        except ReviewRejected as exc:
+            raise UserError(f"not approving: {exc}", code=1) from exc
+        for line in summary(review):  # on stderr: stdout stays the answer (--json)
+            typer.echo(line, err=True)
+        if not yes and not typer.confirm("Approve this request?", err=True):
+            raise UserError("not approved", code=1)
+        passphrase = os.environ.get("ESCROW_TRUSTEE_PASSPHRASE") or typer.prompt(
+            f"passphrase of {key_file}", hide_input=True, err=True
+        )
+        try:
+            body = approval_body(review, key, passphrase)
+        except (ReviewRejected, KeyStoreError) as exc:
+            raise UserError(f"not approving: {exc}", code=1) from exc
+        out = c.approve(request_id, body)
+    if as_json:
+        emit_json(out)
+    else:
+        _request_detail(out)
+
+
+def _private_folder(out: Path) -> None:
+    """A folder only its owner can enter (0700), new or empty: released crops are the most
+    sensitive bytes this system makes, and a shared or half-full folder would mix them with
+    what others can read. Checked before the release, which happens once."""
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {out} is not a folder")
+        if any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty: crops are written to a new folder")
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(out, 0o700)  # mkdir's mode passes through the umask; an empty folder is ours
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Created 0600 in one step (no moment at the umask's mode), never over a file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 @request_app.command("fetch")
 def request_fetch(
     request_id: Annotated[str, typer.Argument()],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the released crops.")],
+    out: Annotated[Path, typer.Option("--out", help="New or empty folder for the crops.")],
     vault_url: Url = None,
     token: Token = None,
 ) -> None:
     """Fetch the released crops once (the requester's token): one JPEG per record, its clip
-    frames if sealed with one, and release.json with what was withheld and why."""
+    frames if sealed with one, and release.json with what was withheld and why; all 0600 in
+    a 0700 folder."""
     path = _secret_path(request_id)
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise UserError(f"no fetch secret for request {request_id} at {path}") from exc
-    res = vault_call(
-        vault_client(vault_url, token),
-        "POST",
-        f"/requests/{request_id}/release",
-        {"fetch_secret": secret},
-    )
-    out.mkdir(parents=True, exist_ok=True)
+    with vault(vault_url, token) as c:
+        try:
+            secret = path.read_text().strip()
+        except OSError as exc:
+            req = c.request(request_id)  # why there is none: fetched already, or never here
+            if req["status"] == "released":
+                raise UserError(
+                    f"request {request_id} was already released (410) at "
+                    f"{short_time(req['released_at'])}: crops go out once",
+                    code=6,
+                ) from exc
+            raise UserError(f"no fetch secret for request {request_id} at {path}") from exc
+        _private_folder(out)
+        res = c.release(request_id, secret)
     ids = [r["record_id"] for r in res["released"]]
     for r in res["released"]:  # ids are unique per camera: name the camera where one repeats
         stem = (
@@ -239,12 +363,173 @@ def request_fetch(
             if ids.count(r["record_id"]) == 1
             else f"{r['camera_id']}--{r['record_id']}"
         )
-        (out / f"{stem}.jpg").write_bytes(base64.b64decode(r["jpeg"]))
+        _write_private(out / f"{stem}.jpg", base64.b64decode(r["jpeg"]))
         for i, frame in enumerate(r["clip"]):
-            (out / f"{stem}.clip{i:03d}.jpg").write_bytes(base64.b64decode(frame))
+            _write_private(out / f"{stem}.clip{i:03d}.jpg", base64.b64decode(frame))
         r.pop("jpeg"), r.pop("clip")
-    (out / "release.json").write_text(json.dumps(res, indent=1))
+    _write_private(out / "release.json", json.dumps(res, indent=1).encode())
     path.unlink()
     typer.echo(f"{len(res['released'])} crop(s) written to {out}; {len(res['withheld'])} withheld")
     for rid, why in res["withheld"].items():
         typer.echo(f"  withheld {rid}: {why}")
+
+
+@camera_app.command("list")
+def camera_list(vault_url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+    """Cameras the vault knows (admin or auditor token)."""
+    with vault(vault_url, token) as c:
+        cams = c.cameras()
+    if as_json:
+        emit_json(cams)
+        return
+    table(
+        ("CAMERA", "NAME", "REGISTERED"),
+        [(x["id"], x["name"], short_time(x["created"])) for x in cams],
+    )
+
+
+@camera_app.command("add")
+def camera_add(
+    camera_id: Annotated[str, typer.Argument(help="The camera's id (what its token names).")],
+    name: Annotated[str | None, typer.Option("--name", help="A name people know it by.")] = None,
+    vault_url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Register a camera (admin token); its token comes from `escrow camera token`."""
+    with vault(vault_url, token) as c:
+        cam = c.add_camera(camera_id, name)
+    if as_json:
+        emit_json(cam)
+        return
+    table(("CAMERA", "NAME", "REGISTERED"), [(cam["id"], cam["name"], short_time(cam["created"]))])
+
+
+@camera_app.command("token")
+def camera_token(
+    camera_id: Annotated[str, typer.Argument(help="The camera the token speaks for.")],
+    vault_url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Make a camera's bearer token (admin token); printed once, only its hash is kept."""
+    with vault(vault_url, token) as c:
+        made = c.create_token(camera_id)
+    if as_json:
+        emit_json(made)
+        return
+    typer.echo(
+        f"token {made['id']} (camera {camera_id}, expires {short_time(made['expires_at'])}); "
+        f"shown once, store it now:\n{made['token']}"
+    )
+
+
+AuditAction = Annotated[
+    str | None,
+    typer.Option("--action", help="An action (request.release) or a prefix ending in '.'."),
+]
+AuditActor = Annotated[
+    str | None, typer.Option("--actor", help="An actor (judge:Judge Ito) or a role (judge).")
+]
+AuditRecord = Annotated[
+    str | None, typer.Option("--record", help="Entries naming this record/request/warrant id.")
+]
+Since = Annotated[str | None, typer.Option("--since", help="From this time (ISO 8601, zoned).")]
+Until = Annotated[str | None, typer.Option("--until", help="Before this time (ISO 8601).")]
+PAGE = 1000  # the API's largest page
+
+
+def _audit_filters(action, actor, record, since, until) -> dict:
+    return {
+        "action": action,
+        "actor": actor,
+        "record": record,
+        "since": zoned_time(since, "--since") if since else None,
+        "until": zoned_time(until, "--until") if until else None,
+    }
+
+
+def _entry_cells(e: dict) -> tuple:
+    detail = json.dumps(e["detail"], separators=(",", ":"), ensure_ascii=False)
+    return (e["id"], short_time(e["at"]), e["actor"], e["action"], detail)
+
+
+ENTRY_COLUMNS = ("ID", "TIME", "ACTOR", "ACTION", "DETAIL")
+
+
+@audit_app.command("list")
+def audit_list(
+    action: AuditAction = None,
+    actor: AuditActor = None,
+    record: AuditRecord = None,
+    since: Since = None,
+    until: Until = None,
+    after: Annotated[int, typer.Option(min=0, help="Entries with a larger id.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 100,
+    vault_url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Read the audit trail through the vault API (auditor token), oldest first."""
+    filters = _audit_filters(action, actor, record, since, until)
+    got: list[dict] = []
+    with vault(vault_url, token) as c:
+        while len(got) < limit:
+            want = min(PAGE, limit - len(got))
+            page = c.audit(after=after, limit=want, **filters)
+            got += page
+            if len(page) < want:
+                break
+            after = page[-1]["id"]
+    if as_json:
+        emit_json(got)
+        return
+    table(ENTRY_COLUMNS, [_entry_cells(e) for e in got])
+
+
+@audit_app.command("tail")
+def audit_tail(
+    action: AuditAction = None,
+    actor: AuditActor = None,
+    record: AuditRecord = None,
+    last: Annotated[int, typer.Option("--last", min=0, help="Show the last N first.")] = 10,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between polls.")
+    ] = 2.0,
+    vault_url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Follow the audit trail (auditor token): the last entries, then each new one as the
+    vault writes it, until Ctrl-C. `--json` prints one JSON object per line."""
+    import sys
+    import time
+
+    filters = _audit_filters(action, actor, record, None, None)
+
+    def show(e: dict) -> None:
+        if as_json:
+            typer.echo(json.dumps(e, ensure_ascii=False))
+        else:
+            typer.echo("  ".join(str(v) for v in _entry_cells(e)))
+        sys.stdout.flush()
+
+    after = 0
+    with vault(vault_url, token) as c:
+        recent: list[dict] = []
+        while page := c.audit(after=after, limit=PAGE, **filters):  # to the head, once
+            recent = (recent + page)[-last:] if last else []
+            after = page[-1]["id"]
+        if not as_json:
+            typer.echo("  ".join(ENTRY_COLUMNS))
+        for e in recent:
+            show(e)
+        try:
+            while True:
+                time.sleep(interval)
+                while page := c.audit(after=after, limit=PAGE, **filters):
+                    for e in page:
+                        show(e)
+                    after = page[-1]["id"]
+        except KeyboardInterrupt:
+            return  # stopping a tail is its normal end

@@ -25,9 +25,12 @@ from escrow.cli.app import (
     app,
     audit_app,
     db_factory,
+    emit_json,
     load_policy_or_exit,
     policy_app,
     retention_app,
+    short_time,
+    table,
 )
 from escrow.settings import get_settings
 
@@ -71,19 +74,102 @@ def sweep(
     scheduler.run_forever(one_sweep, pol.sweep.every)
 
 
+ERASED_COLUMNS = ("record", "camera", "captured", "expires", "erased", "rule", "key_destroyed")
+
+
 @retention_app.command("report")
 def retention_report(
     policy: Annotated[
         Path | None, typer.Option(help="Policy TOML (default: ESCROW_POLICY or shipped).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="The erased records as CSV.")] = False,
+    api: Annotated[
+        bool, typer.Option("--api", help="Ask the vault API (auditor token), not the database.")
+    ] = False,
+    vault_url: Annotated[
+        str | None, typer.Option("--vault-url", help="Vault API (ESCROW_VAULT_URL).")
+    ] = None,
+    token: Annotated[str | None, typer.Option("--token", help="Bearer token.")] = None,
 ) -> None:
-    """What was erased when, which keys were destroyed, and what is held and why (JSON)."""
-    from escrow.canonical import utcnow
-    from vault.retention import report
+    """Whose data was erased and why: per record its camera, capture time, expiry, erasure,
+    the retention rule and when its key was destroyed; then what is held past expiry and
+    which warrants hold records, and the idle sweeps per day."""
+    if as_json and as_csv:
+        raise UserError("say --json or --csv, not both")
+    if api or vault_url:
+        from escrow.cli.app import vault
 
-    pol = load_policy_or_exit(policy)
-    rep = report(db_factory(), utcnow(), pol.legal_hold.after_warrant)
-    typer.echo(json.dumps(rep, indent=1))
+        with vault(vault_url, token) as c:
+            rep = c.retention_report()
+    else:
+        from escrow.canonical import utcnow
+        from vault.retention import report
+
+        pol = load_policy_or_exit(policy)
+        rep = report(db_factory(), utcnow(), pol.legal_hold.after_warrant)
+    if as_json:
+        emit_json(rep)
+    elif as_csv:
+        import csv
+
+        out = csv.DictWriter(sys.stdout, ERASED_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        out.writeheader()
+        out.writerows(rep["erased"])
+    else:
+        _retention_tables(rep)
+
+
+def _retention_tables(rep: dict) -> None:
+    """The report for people: one table per question a data-protection officer asks."""
+    t = short_time
+    typer.echo(f"erased records: {rep['erased_records']}")
+    table(
+        ("RECORD", "CAMERA", "CAPTURED", "EXPIRES", "ERASED", "RULE", "KEY DESTROYED"),
+        [
+            (
+                e["record"],
+                e["camera"],
+                t(e["captured"]),
+                t(e["expires"]),
+                t(e["erased"]),
+                e["rule"],
+                t(e["key_destroyed"]) if e["key_destroyed"] else "no",
+            )
+            for e in rep["erased"]
+        ],
+    )
+    typer.echo("\nheld past expiry")
+    table(
+        ("CAMERA", "RECORDS", "OLDEST EXPIRY", "REASON"),
+        [
+            (h["camera"], h["records"], t(h["oldest_expiry"]), h["reason"])
+            for h in rep["held_past_expiry"]
+        ],
+    )
+    typer.echo("\nwarrant holds")
+    table(
+        ("WARRANT", "CASE", "JUDGE", "STATE", "HOLD UNTIL", "RECORDS"),
+        [
+            (
+                h["warrant"],
+                h["case_ref"],
+                h["judge"],
+                h["state"],
+                t(h["hold_until"]),
+                h["records_in_scope"],
+            )
+            for h in rep["warrant_holds"]
+        ],
+    )
+    typer.echo("\nidle sweeps (nothing to do; one audit entry per day)")
+    table(
+        ("DAY", "RUNS", "LAST", "AUDIT ENTRY"),
+        [
+            (d["day"], d["runs"], t(d["last"]), d["audit_entry"] or "at the next day's first sweep")
+            for d in rep["idle_sweeps"]
+        ],
+    )
 
 
 @policy_app.command("check")

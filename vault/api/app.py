@@ -140,6 +140,7 @@ def create_app(ctx: VaultContext) -> FastAPI:
 
     @app.get("/health", tags=["health"])
     def health() -> dict:
+        """Up and answering (no token, no database)."""
         return {"status": "ok"}
 
     app.add_middleware(Limits, ctx=ctx)

@@ -4,21 +4,56 @@ refused action's transaction has been rolled back.
 
 Invalid input (422) is answered with a one-line detail that names where and what, never the
 input itself: FastAPI's own answer echoes it, and a NaN or an infinity in it cannot be
-encoded as JSON (a 500 instead of a 422)."""
+encoded as JSON (a 500 instead of a 422).
+
+Every operation's OpenAPI entry lists the errors it can answer, each with the one error
+schema (`ErrorOut`): every router declares AUTHENTICATED (401, 403, 503: each of its routes
+checks a token), each route what it reads (WITH_BODY: 408, 413, 415, 422; WITH_PARAMS: 422)
+and what its domain refuses (404, 409, 410)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from vault import audit
 from vault.api.deps import endpoint, get_ctx
+from vault.api.schemas import ErrorOut
 from vault.refusals import Refused
 
-__all__ = ["Refused", "audit_refusal", "install", "one_line"]
+__all__ = ["Refused", "audit_refusal", "install", "one_line", "responses"]
+
+log = logging.getLogger("keyframe-escrow.api")
+
+WHY = {
+    401: "No token, or an unknown, revoked or expired one, or a judge, trustee or auditor "
+    "token the escrow authority did not sign. Audited (auth.refused).",
+    403: "The token's role may not do this, or the domain refuses it (out of scope, not the "
+    "requester, an inactive warrant). Audited (access.denied, refused).",
+    404: "No such warrant, request, token or audit entry (or not one of the caller's).",
+    408: "The request body stopped arriving; the connection is closed.",
+    409: "Conflicts with the current state: already exists, already revoked or approved, "
+    "not enough approvals yet, nothing could be opened.",
+    410: "Already released: the crops of a request go out once.",
+    413: "The request body or the batch is over the limit.",
+    415: "The body is not application/json (the vault never accepts an image).",
+    422: "Invalid input; `detail` names where and what in one line, never the input.",
+    503: "The vault's database is unreachable; try again later.",
+}
+AUTHENTICATED = (401, 403, 503)
+WITH_BODY = (408, 413, 415, 422)
+WITH_PARAMS = (422,)
+
+
+def responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI responses for `statuses`, each with the error schema and why it happens."""
+    return {code: {"model": ErrorOut, "description": WHY[code]} for code in statuses}
+
 
 MAX_ERRORS = 3  # errors named in a detail; the rest are counted
 
@@ -67,5 +102,14 @@ def install(app: FastAPI) -> None:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         return JSONResponse({"detail": one_line(errors)}, status_code=422)
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Nothing can be audited without the database, and nothing was done: 503, one line
+        # (the driver's message names hosts and files: logged here, not sent).
+        log.error("database unavailable at %s: %s", endpoint(request), exc)
+        return JSONResponse(
+            {"detail": "the vault's database is unavailable; try again later"}, status_code=503
+        )
+
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(OperationalError, unavailable)

@@ -69,9 +69,23 @@ def B64(max_chars: int):  # noqa: N802  (a type factory)
     return Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_b64)]
 
 
-class Strict(BaseModel):
+class Doc(BaseModel):
+    """Field docstrings become the OpenAPI descriptions: a reader of /docs sees what each
+    field means without reading this file."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Strict(Doc):
     # allow_inf_nan=False: a NaN or an infinity is never a quality, a count or a time.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
+
+class ErrorOut(Doc):
+    """Every error the API answers (4xx, 503) has this one shape."""
+
+    detail: str
+    """One line saying why, never echoing the input."""
 
 
 # --- ingest ---------------------------------------------------------------------------------
@@ -82,26 +96,41 @@ class SealedRecordIn(Strict):
     HPKE associated data), key, nonce and ciphertext base64-encoded."""
 
     record_id: Uuid
+    """The record's id (UUID), derived by the camera from camera, source and track."""
     camera_id: CameraId
+    """The camera that sealed it; must be the camera the token is named for."""
     epoch_id: EpochId
+    """The (camera, epoch) key it is sealed to: '<camera>@<start>'."""
     epoch_key_sha256: Hex64 = Field(description="SHA-256 of the epoch public key sealed to.")
     first_seen: UtcTime
+    """When the person's track began (with a time zone)."""
     last_seen: UtcTime
+    """When the track ended."""
     best_time: UtcTime
+    """When the sealed best frame was taken: it decides the epoch and the retention."""
     version: Literal[1] = 1
+    """Wire format version."""
     suite: Literal["x25519", "mlkem768-x25519"]
-    track_id: int = Field(ge=0, le=2**31 - 1)
-    quality: float = Field(ge=-1e9, le=1e9, allow_inf_nan=False)
+    """HPKE suite of the epoch key."""
+    track_id: int = Field(ge=0, le=2**31 - 1, description="The camera's track number.")
+    quality: float = Field(
+        ge=-1e9, le=1e9, allow_inf_nan=False, description="The crop's VAE quality score."
+    )
     sealed_key: B64(2048)  # type: ignore[valid-type]
+    """The record's AES key sealed with HPKE to the epoch key, base64."""
     nonce: B64(64)  # type: ignore[valid-type]
+    """AES-GCM nonce (12 bytes), base64."""
     ciphertext: B64(12 * 1024 * 1024)  # type: ignore[valid-type]
+    """The sealed crop (AES-256-GCM), base64; never an image."""
 
 
 class IngestIn(Strict):
-    records: list[SealedRecordIn] = Field(min_length=1, max_length=200)
+    records: list[SealedRecordIn] = Field(
+        min_length=1, max_length=200, description="1..200 sealed records, one transaction."
+    )
 
 
-class IngestOut(BaseModel):
+class IngestOut(Doc):
     stored: list[str] = Field(description="Ids now stored: the same answer on every retry.")
 
 
@@ -110,50 +139,86 @@ class IngestOut(BaseModel):
 
 class WarrantIn(Strict):
     case_ref: ShortText
+    """The court's or police case reference."""
     legal_basis: LongText
-    cameras: list[CameraId] = Field(min_length=1, max_length=100)
+    """The law and order the warrant rests on."""
+    cameras: list[CameraId] = Field(min_length=1, max_length=100, description="Cameras in scope.")
     window_start: UtcTime
+    """Scope: records whose best frame lies at or after this time..."""
     window_end: UtcTime
+    """...and before this one."""
     not_before: UtcTime
+    """The warrant can be used from this time."""
     not_after: UtcTime
-    max_records: int | None = Field(default=None, ge=1, le=1_000_000)
+    """The warrant can be used until this time."""
+    max_records: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Most records it may open in all."
+    )
 
 
-class WarrantOut(BaseModel):
+class WarrantOut(Doc):
+    """A warrant as issued, with its state now."""
+
     id: str
+    """The warrant's id (UUID)."""
     case_ref: str
+    """The case reference."""
     legal_basis: str
+    """The law and order it rests on."""
     judge: str
+    """The judge who issued it (the token's name)."""
     cameras: list[str]
+    """Cameras in scope."""
     window_start: datetime
+    """Scope window start (inclusive), UTC."""
     window_end: datetime
+    """Scope window end (exclusive), UTC."""
     not_before: datetime
+    """Valid from, UTC."""
     not_after: datetime
+    """Valid until, UTC."""
     max_records: int | None
+    """Most records it may open in all; null for no limit."""
     issued_at: datetime
+    """When it was issued, UTC."""
     state: str
+    """active, not yet valid, expired or revoked."""
     revoked_at: datetime | None
+    """When it was revoked, if it was."""
     revoked_reason: str | None
+    """Why it was revoked."""
     hold_until: datetime
+    """Its records stay on legal hold until this time."""
     signature: str
+    """The vault's Ed25519 signature over its canonical form, base64."""
 
 
 class RevokeIn(Strict):
     reason: LongText
+    """Why the warrant is revoked (kept in the audit trail)."""
 
 
-class RecordMeta(BaseModel):
+class RecordMeta(Doc):
     """What an investigator may see before an opening: never an image."""
 
     id: str
+    """The record's id."""
     camera_id: str
+    """The camera that sealed it."""
     first_seen: datetime
+    """When the person's track began, UTC."""
     last_seen: datetime
+    """When the track ended, UTC."""
     best_time: datetime
+    """When the sealed best frame was taken, UTC."""
     quality: float
+    """The crop's quality score (higher is better)."""
     expires: datetime
+    """When retention erases it, unless held."""
     legal_hold: bool
+    """Held by a warrant: not erased while true."""
     epoch_id: str | None = None
+    """The (camera, epoch) key it is sealed to."""
 
 
 # --- opening requests -----------------------------------------------------------------------
@@ -161,33 +226,51 @@ class RecordMeta(BaseModel):
 
 class RequestIn(Strict):
     warrant_id: Uuid
-    record_ids: list[Uuid] = Field(min_length=1, max_length=1000)
+    """The warrant the records are asked under."""
+    record_ids: list[Uuid] = Field(
+        min_length=1, max_length=1000, description="Records to open; all must be in scope."
+    )
     reason: LongText
+    """Why these records: shown to every trustee."""
 
 
-class ApprovalOut(BaseModel):
+class ApprovalOut(Doc):
     trustee: str
+    """The trustee who approved (the token's name)."""
     share_index: int
+    """Their share index (1..n)."""
     at: datetime
+    """When, UTC."""
 
 
-class RequestOut(BaseModel):
+class RequestOut(Doc):
     id: str
+    """The request's id."""
     warrant_id: str
+    """The warrant it is made under."""
     requester: str
+    """The investigator who asked."""
     record_ids: list[str]
+    """The records asked for."""
     reason: str
+    """Why, in the requester's words."""
     created: datetime
+    """When it was made, UTC."""
     status: str
+    """pending, released, closed or expired."""
     approvals: list[ApprovalOut]
+    """Trustee approvals so far."""
     required: int
+    """Approvals needed (k)."""
     digest: str = Field(description="What a trustee approves; send it back with the share.")
     released_at: datetime | None
+    """When the crops were fetched, if they were."""
     released_count: int | None
+    """How many crops went out."""
 
 
-class RequestCreated(BaseModel):
-    request: RequestOut
+class RequestCreated(Doc):
+    request: RequestOut = Field(description="The request as made.")
     fetch_secret: str = Field(description="Shown once; needed to fetch the crops.")
 
 
@@ -197,83 +280,114 @@ class ApprovalIn(Strict):
     request's key (escrow.sealing.seal_share_for_release), base64."""
 
     request_digest: Hex64
-    shares: dict[EpochId, B64(4096)] = Field(max_length=1000)  # type: ignore[valid-type]
+    """The request's digest the trustee reviewed."""
+    shares: dict[EpochId, B64(4096)] = Field(  # type: ignore[valid-type]
+        max_length=1000, description="Per (camera, epoch) key: the share sealed for release."
+    )
 
 
-class KeyShareOut(BaseModel):
+class KeyShareOut(Doc):
     certificate: dict = Field(description="The epoch's signed certificate (public).")
     sealed_share: str | None = Field(description="This trustee's share, sealed to their key.")
-    share_digest: str | None
-    records: int
+    share_digest: str | None = Field(description="Published check value of that share.")
+    records: int = Field(description="Records of the request sealed to this key.")
 
 
-class ReviewOut(BaseModel):
+class ReviewOut(Doc):
     """What a trustee's client shows before approving, and what it needs to approve."""
 
-    request: RequestOut
-    warrant: WarrantOut
-    records: list[RecordMeta]
-    keys: list[KeyShareOut]
+    request: RequestOut = Field(description="The request.")
+    warrant: WarrantOut = Field(description="Its warrant: case, legal basis, scope.")
+    records: list[RecordMeta] = Field(description="The records asked for (metadata).")
+    keys: list[KeyShareOut] = Field(description="Per (camera, epoch) key needed.")
     digest_fields: dict = Field(description="The fields the request digest is computed from.")
-    release_public_key: str
-    authority_public_key: str
-    trustee_index: int | None
+    release_public_key: str = Field(description="The vault's release key (shares sealed to).")
+    authority_public_key: str = Field(description="The escrow authority's key, to pin.")
+    trustee_index: int | None = Field(description="The caller's trustee index.")
 
 
-class KeyringOut(BaseModel):
+class KeyringOut(Doc):
     format: str
+    """The keyring file format."""
     camera_id: str | None
+    """The camera it is for."""
     authority_public_key: str
+    """The escrow authority's Ed25519 public key, base64."""
     authority_fingerprint: str
+    """Its fingerprint, to compare with the one the camera was installed with."""
     epochs: list[dict]
+    """Signed epoch certificates (public keys only)."""
 
 
 class ReleaseIn(Strict):
     fetch_secret: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    """The secret shown once when the request was made."""
 
 
-class ReleasedCrop(BaseModel):
+class ReleasedCrop(Doc):
     record_id: str
+    """The record opened."""
     camera_id: str
+    """Its camera."""
     best_time: datetime
+    """When its frame was taken, UTC."""
     quality: float
+    """Its quality score."""
     ciphertext_sha256: str
+    """SHA-256 of the stored ciphertext (also in the audit entry)."""
     jpeg: str = Field(description="The crop, JPEG, base64.")
     clip: list[str] = Field(description="Frames sealed around the best one, JPEG, base64.")
     meta: dict
+    """What the camera sealed beside the crop (e.g. its box)."""
 
 
-class ReleaseOut(BaseModel):
+class ReleaseOut(Doc):
     request_id: str
+    """The request."""
     released: list[ReleasedCrop]
+    """The crops opened."""
     withheld: dict[str, str]
+    """Records not opened, and why."""
 
 
 # --- audit, administration ------------------------------------------------------------------
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(Doc):
     id: int
+    """Consecutive from 1."""
     at: datetime
+    """When, UTC."""
     actor: str
+    """'<role>:<name>', 'anonymous' or 'retention-sweeper'."""
     action: str
+    """What, e.g. request.release, sweep.erase, access.denied."""
     detail: dict
+    """The action's particulars."""
     prev_hash: str
+    """The previous entry's hash (the chain)."""
     hash: str
+    """SHA-256 over the previous hash and this entry."""
 
 
-class VerdictOut(BaseModel):
+class VerdictOut(Doc):
     ok: bool
+    """The whole chain verifies."""
     entries: int
+    """Entries walked."""
     head: str
+    """Hash of the last good entry: keep it to catch a cut tail later."""
     broken_at: int | None
+    """First broken entry, if any."""
     reason: str
+    """What broke."""
 
 
-class CheckpointOut(BaseModel):
+class CheckpointOut(Doc):
     """A signed tree head of the audit trail (see docs/api.md, "Checkpoints")."""
 
     format: str
+    """'keyframe-escrow-checkpoint/1'."""
     log_id: str = Field(description="SHA-256 of `key`, hex.")
     size: int = Field(description="Entries 1..size are the tree's leaves.")
     root: str = Field(description="RFC 9162 Merkle tree hash, hex.")
@@ -282,31 +396,36 @@ class CheckpointOut(BaseModel):
     signature: str = Field(description="Ed25519 over the body (format/log_id/size/root/time).")
 
 
-class InclusionProofOut(BaseModel):
-    entry: AuditEntryOut
+class InclusionProofOut(Doc):
+    entry: AuditEntryOut = Field(description="The entry proved.")
     leaf: str = Field(description="The leaf's bytes (UTF-8 JSON): its hash is SHA-256(0x00||leaf).")
     leaf_index: int = Field(description="0-based position of the leaf in the tree.")
-    tree_size: int
+    tree_size: int = Field(description="Entries in the tree the proof is for.")
     proof: list[str] = Field(description="RFC 9162 inclusion path, hex, leaf to root.")
-    checkpoint: CheckpointOut
+    checkpoint: CheckpointOut = Field(description="A signed checkpoint of the tree.")
 
 
-class ConsistencyProofOut(BaseModel):
-    first: int
-    second: int
+class ConsistencyProofOut(Doc):
+    first: int = Field(description="Size of the earlier tree.")
+    second: int = Field(description="Size of the later tree.")
     proof: list[str] = Field(description="RFC 9162 consistency proof, hex.")
     checkpoint: CheckpointOut = Field(description="A signed checkpoint of the second tree.")
 
 
 class CameraIn(Strict):
     id: CameraId
+    """The camera's id: what its token and its records are named for."""
     name: ShortText | None = None
+    """A name people know it by (e.g. its place)."""
 
 
-class CameraOut(BaseModel):
+class CameraOut(Doc):
     id: str
+    """The camera's id."""
     name: str | None
+    """Its name, if given."""
     created: datetime
+    """When it was registered (or first sent records), UTC."""
 
 
 class TokenIn(Strict):
@@ -315,17 +434,23 @@ class TokenIn(Strict):
     so an admin cannot make themselves one."""
 
     role: Literal["camera", "judge", "investigator", "trustee", "auditor", "admin"]
+    """The token's one role (an admin makes camera tokens only)."""
     name: ShortText
+    """Who or what holds it (a camera: its id)."""
 
 
-class TokenOut(BaseModel):
+class TokenOut(Doc):
     id: str
+    """The token's row id (not the token)."""
     name: str
+    """Who or what holds it."""
     role: str
+    """Its role."""
     created: datetime
+    """When it was made, UTC."""
     expires_at: datetime = Field(description="The token stops working at this time (UTC).")
     trustee_index: int | None = Field(description="A trustee's share index (1..n).")
-    revoked_at: datetime | None
+    revoked_at: datetime | None = Field(description="When it was revoked, if it was.")
     last_used_at: datetime | None = Field(
         default=None, description="When the token last authenticated, to the minute."
     )
@@ -333,3 +458,92 @@ class TokenOut(BaseModel):
 
 class TokenCreated(TokenOut):
     token: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+class ErasedRecordOut(Doc):
+    """One erased record, as the sweeper wrote it into the audit trail before the row went."""
+
+    record: str
+    """The record's id."""
+    camera: str | None
+    """Its camera (null for erasures written before the trail kept it)."""
+    captured: datetime | None
+    """When its frame was taken."""
+    expires: datetime | None
+    """When its retention ended."""
+    erased: datetime
+    """When the sweeper erased it."""
+    epoch: str | None
+    """The (camera, epoch) key it was sealed to."""
+    rule: str | None
+    """The retention that expired it and where it comes from, e.g. 'retention 3d (default)'."""
+    key_destroyed: datetime | None
+    """When its epoch key was destroyed (crypto-shredding); null while the key lives."""
+    audit_entry: int
+    """The sweep.erase entry that records it."""
+
+
+class ShreddedOut(Doc):
+    at: datetime
+    """When the keys were destroyed."""
+    audit_entry: int
+    """The sweep.shred entry."""
+    epochs: list[str]
+    """The (camera, epoch) keys destroyed."""
+
+
+class IdleSweepsOut(Doc):
+    day: str
+    """The UTC day (YYYY-MM-DD)."""
+    runs: int
+    """Sweeps that day that found nothing to do."""
+    last: datetime
+    """The last of them."""
+    audit_entry: int | None
+    """The day's sweep.idle entry; null until the first sweep after the day."""
+
+
+class HeldOut(Doc):
+    camera: str
+    """The camera."""
+    records: int
+    """Its records past expiry kept by a legal hold."""
+    oldest_expiry: datetime
+    """The earliest expiry among them."""
+    reason: str
+    """Why they are kept."""
+
+
+class WarrantHoldOut(Doc):
+    warrant: str
+    """The warrant holding records."""
+    case_ref: str
+    """Its case."""
+    judge: str
+    """Who issued it."""
+    state: str
+    """Its state now."""
+    hold_until: datetime
+    """Its records are held until this time."""
+    records_in_scope: int
+    """Records it holds now."""
+
+
+class RetentionReportOut(Doc):
+    """For a data-protection officer: whose data was erased, when and why; what is kept."""
+
+    erased_records: int
+    """Records erased in all."""
+    erased: list[ErasedRecordOut]
+    """Each erased record."""
+    destroyed_epoch_keys: list[ShreddedOut]
+    """Epoch keys destroyed, per sweep."""
+    idle_sweeps: list[IdleSweepsOut]
+    """Sweeps that found nothing to do, per day."""
+    held_past_expiry: list[HeldOut]
+    """Records past expiry kept by a hold, per camera."""
+    warrant_holds: list[WarrantHoldOut]
+    """Warrants holding records now."""

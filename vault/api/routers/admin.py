@@ -9,11 +9,11 @@ from escrow.canonical import as_utc
 from vault import audit, tokens
 from vault.api.actions import act
 from vault.api.deps import AdminCaller, AdminOrAuditor, get_ctx
-from vault.api.errors import Refused
+from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, Refused, responses
 from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenIn, TokenOut
 from vault.models import ApiToken, Camera
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=responses(*AUTHENTICATED))
 # What POST /tokens may make: machines whose reach is checked elsewhere (a camera ingests only
 # records named for it), never a person who issues, approves, opens or audits.
 API_ROLES = ("camera",)
@@ -28,7 +28,9 @@ def cameras(request: Request, caller: AdminOrAuditor):
         ]
 
 
-@router.post("/cameras", response_model=CameraOut, status_code=201)
+@router.post(
+    "/cameras", response_model=CameraOut, status_code=201, responses=responses(*WITH_BODY, 409)
+)
 def add_camera(body: CameraIn, request: Request, caller: AdminCaller):
     with act(get_ctx(request), caller) as a:
         if a.s.get(Camera, body.id) is not None:
@@ -57,7 +59,9 @@ def list_tokens(request: Request, caller: AdminCaller):
     return [TokenOut(**_token_out(t)) for t in tokens.list_tokens(get_ctx(request).factory)]
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=201)
+@router.post(
+    "/tokens", response_model=TokenCreated, status_code=201, responses=responses(*WITH_BODY)
+)
 def create_token(body: TokenIn, request: Request, caller: AdminCaller):
     """A new camera token, shown once in the answer; only its hash is kept. Any other role is
     refused (403, audited): people's tokens come from `escrow tokens create`, and judge,
@@ -75,7 +79,9 @@ def create_token(body: TokenIn, request: Request, caller: AdminCaller):
         return TokenCreated(**_token_out(a.s.get(ApiToken, tid)), token=token)
 
 
-@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
+@router.post(
+    "/tokens/{token_id}/revoke", response_model=TokenOut, responses=responses(*WITH_PARAMS, 404)
+)
 def revoke_token(token_id: str, request: Request, caller: AdminCaller):
     ctx = get_ctx(request)
     now = ctx.clock()

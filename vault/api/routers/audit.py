@@ -8,21 +8,23 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 
 from escrow.canonical import as_utc
 from vault import anchor, audit, retention
 from vault.api.deps import AuditorCaller, CheckpointReader, ProofReader, get_ctx
+from vault.api.errors import AUTHENTICATED, WITH_PARAMS, responses
 from vault.api.schemas import (
     AuditEntryOut,
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,
+    RetentionReportOut,
+    UtcTime,
     VerdictOut,
 )
 from vault.models import AuditEntry
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=responses(*AUTHENTICATED))
 EntryId = Annotated[int, Query(ge=1, le=2**31 - 1)]
 
 
@@ -42,22 +44,42 @@ def _checkpoint_out(cp: anchor.Checkpoint) -> CheckpointOut:
     return CheckpointOut(**asdict(cp))
 
 
-@router.get("/audit", response_model=list[AuditEntryOut])
+@router.get("/audit", response_model=list[AuditEntryOut], responses=responses(*WITH_PARAMS))
 def entries(
     request: Request,
     caller: AuditorCaller,
     after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Entries with a larger id.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z._]+$",
+            description="An action ('request.release'), or a prefix ending in '.' ('sweep.').",
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        Query(max_length=200, description="An actor ('judge:Judge Ito') or a role ('judge')."),
+    ] = None,
+    record: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            description="Entries whose detail names this record (or request, warrant) id.",
+        ),
+    ] = None,
+    since: Annotated[UtcTime | None, Query(description="From this time (with a zone).")] = None,
+    until: Annotated[UtcTime | None, Query(description="Before this time (with a zone).")] = None,
 ):
+    """The trail, oldest first, filtered; page on with `after` = the last id seen."""
     ctx = get_ctx(request)
     with ctx.factory() as s:
-        rows = s.scalars(
-            select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)
-        ).all()
+        rows = audit.entries(s, after, limit, action, actor, record, since, until)
     return [_entry_out(e) for e in rows]
 
 
-@router.get("/audit/verify", response_model=VerdictOut)
+@router.get("/audit/verify", response_model=VerdictOut, responses=responses(*WITH_PARAMS))
 def verify(
     request: Request,
     caller: AuditorCaller,
@@ -77,7 +99,9 @@ def checkpoint(request: Request, caller: CheckpointReader):
     return _checkpoint_out(anchor.checkpoint(ctx.factory, ctx.checkpoint_key, ctx.clock()))
 
 
-@router.get("/audit/proof", response_model=InclusionProofOut)
+@router.get(
+    "/audit/proof", response_model=InclusionProofOut, responses=responses(*WITH_PARAMS, 404)
+)
 def proof(
     request: Request,
     caller: ProofReader,
@@ -100,7 +124,9 @@ def proof(
     )
 
 
-@router.get("/audit/consistency", response_model=ConsistencyProofOut)
+@router.get(
+    "/audit/consistency", response_model=ConsistencyProofOut, responses=responses(*WITH_PARAMS, 404)
+)
 def consistency(
     request: Request,
     caller: AuditorCaller,
@@ -116,8 +142,8 @@ def consistency(
     )
 
 
-@router.get("/retention/report")
-def retention_report(request: Request, caller: AuditorCaller) -> dict:
+@router.get("/retention/report", response_model=RetentionReportOut)
+def retention_report(request: Request, caller: AuditorCaller):
     """What was erased when, which epoch keys were destroyed, what is held and why."""
     ctx = get_ctx(request)
     return retention.report(ctx.factory, ctx.clock(), ctx.policy.legal_hold.after_warrant)

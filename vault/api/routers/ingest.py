@@ -15,11 +15,11 @@ from escrow.canonical import as_utc
 from escrow.sealing import KeyStoreError
 from vault import audit, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
-from vault.api.errors import Refused
+from vault.api.errors import AUTHENTICATED, WITH_BODY, Refused, responses
 from vault.api.schemas import IngestIn, IngestOut, KeyringOut, SealedRecordIn
 from vault.models import KeyEpoch, SealedRecordRow
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], responses=responses(*AUTHENTICATED))
 
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
 
@@ -79,7 +79,7 @@ def keyring(request: Request, caller: CameraCaller):
     return KeyringOut(**ctx.keystore.camera_keyring(caller.name, now=ctx.clock()))
 
 
-@router.post("/ingest", response_model=IngestOut)
+@router.post("/ingest", response_model=IngestOut, responses=responses(*WITH_BODY, 409))
 def ingest(body: IngestIn, request: Request, caller: CameraCaller):
     """Store a batch of sealed records (one transaction). Idempotent by record id."""
     ctx = get_ctx(request)

@@ -14,7 +14,7 @@ from vault import openings, warrants
 from vault.api.actions import Action, act
 from vault.api.context import VaultContext
 from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
-from vault.api.errors import Refused
+from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, Refused, responses
 from vault.api.schemas import (
     ApprovalIn,
     ApprovalOut,
@@ -31,7 +31,7 @@ from vault.api.views import record_meta, warrant_out
 from vault.models import OpeningRequest, Warrant
 from vault.store import checkpoint_wal
 
-router = APIRouter(prefix="/requests", tags=["requests"])
+router = APIRouter(prefix="/requests", tags=["requests"], responses=responses(*AUTHENTICATED))
 
 
 def out(s, req: OpeningRequest, ctx: VaultContext) -> RequestOut:
@@ -80,7 +80,9 @@ def _locked(a: Action, request_id: str, caller: Caller) -> tuple[OpeningRequest,
     return req, warrants.get(a.s, req.warrant_id)
 
 
-@router.post("", response_model=RequestCreated, status_code=201)
+@router.post(
+    "", response_model=RequestCreated, status_code=201, responses=responses(*WITH_BODY, 404)
+)
 def create(body: RequestIn, request: Request, caller: InvestigatorCaller):
     """Ask to open chosen records of a warrant's scope. The fetch secret is shown once."""
     ctx = get_ctx(request)
@@ -116,7 +118,7 @@ def list_requests(request: Request, caller: RequestReader):
         return [out(s, r, ctx) for r in reqs if _visible(r, caller)]
 
 
-@router.get("/{request_id}", response_model=RequestOut)
+@router.get("/{request_id}", response_model=RequestOut, responses=responses(*WITH_PARAMS, 404))
 def get_request(
     request_id: str,
     request: Request,
@@ -127,7 +129,9 @@ def get_request(
         return out(s, _load(s, request_id, caller), ctx)
 
 
-@router.get("/{request_id}/review", response_model=ReviewOut)
+@router.get(
+    "/{request_id}/review", response_model=ReviewOut, responses=responses(*WITH_PARAMS, 404)
+)
 def review(request_id: str, request: Request, caller: TrusteeCaller):
     """Everything a trustee's client shows and checks before approving: the warrant's case
     and legal basis, the reason, the requester, the records, and for each (camera, epoch)
@@ -149,7 +153,9 @@ def review(request_id: str, request: Request, caller: TrusteeCaller):
         )
 
 
-@router.post("/{request_id}/approvals", response_model=RequestOut)
+@router.post(
+    "/{request_id}/approvals", response_model=RequestOut, responses=responses(*WITH_BODY, 404, 409)
+)
 def approve(
     request_id: str,
     body: ApprovalIn,
@@ -184,7 +190,11 @@ def approve(
         raise Refused("this trustee or share has already approved the request", 409) from exc
 
 
-@router.post("/{request_id}/release", response_model=ReleaseOut)
+@router.post(
+    "/{request_id}/release",
+    response_model=ReleaseOut,
+    responses=responses(*WITH_BODY, 404, 409, 410),
+)
 def release(
     request_id: str,
     body: ReleaseIn,

@@ -9,14 +9,15 @@ from sqlalchemy import select
 from vault import warrants
 from vault.api.actions import act
 from vault.api.deps import InvestigatorCaller, JudgeCaller, WarrantReader, get_ctx
+from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, responses
 from vault.api.schemas import RecordMeta, RevokeIn, WarrantIn, WarrantOut
 from vault.api.views import record_meta, warrant_out
 from vault.models import Warrant
 
-router = APIRouter(prefix="/warrants", tags=["warrants"])
+router = APIRouter(prefix="/warrants", tags=["warrants"], responses=responses(*AUTHENTICATED))
 
 
-@router.post("", response_model=WarrantOut, status_code=201)
+@router.post("", response_model=WarrantOut, status_code=201, responses=responses(*WITH_BODY))
 def issue(body: WarrantIn, request: Request, caller: JudgeCaller):
     """Issue a signed warrant; records in its scope go on legal hold at once."""
     ctx = get_ctx(request)
@@ -52,14 +53,16 @@ def list_warrants(request: Request, caller: WarrantReader):
         return [warrant_out(w, ctx) for w in s.scalars(select(Warrant).order_by(Warrant.issued_at))]
 
 
-@router.get("/{warrant_id}", response_model=WarrantOut)
+@router.get("/{warrant_id}", response_model=WarrantOut, responses=responses(*WITH_PARAMS, 404))
 def get_warrant(warrant_id: str, request: Request, caller: WarrantReader):
     ctx = get_ctx(request)
     with ctx.factory() as s:
         return warrant_out(warrants.get(s, warrant_id), ctx)
 
 
-@router.post("/{warrant_id}/revoke", response_model=WarrantOut)
+@router.post(
+    "/{warrant_id}/revoke", response_model=WarrantOut, responses=responses(*WITH_BODY, 404, 409)
+)
 def revoke(warrant_id: str, body: RevokeIn, request: Request, caller: JudgeCaller):
     """Revoke at once: pending requests under it are closed and their shares wiped. Its
     records stay held for the policy's grace period after revocation."""
@@ -86,7 +89,9 @@ def revoke(warrant_id: str, body: RevokeIn, request: Request, caller: JudgeCalle
         return warrant_out(w, ctx)
 
 
-@router.get("/{warrant_id}/records", response_model=list[RecordMeta])
+@router.get(
+    "/{warrant_id}/records", response_model=list[RecordMeta], responses=responses(*WITH_PARAMS, 404)
+)
 def records(warrant_id: str, request: Request, caller: InvestigatorCaller):
     """The records in the warrant's scope: times, camera, quality; never an image."""
     ctx = get_ctx(request)
