@@ -16,7 +16,9 @@ input after a crash reproduces the same ids and the idempotent store makes no du
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -43,13 +45,14 @@ class Schedule:
     every_frame: bool = False
     scan_interval: int = 8  # frames between scans of the moving regions for new faces
     track_interval: int = 1  # frames between re-detections around the live tracks
+    score_async: bool = True  # the VAE scores on a thread of its own (False: in the loop)
     refind_iou: float = 0.4  # a re-found face overlaps its predicted box at least this much
     whole_above: float = 0.5  # moving area (of the frame) above which a scan is one pass
     rescan_seconds: float = 2.0  # the whole frame at least this often, moving or not
 
     @classmethod
     def reference(cls) -> Schedule:
-        return cls(every_frame=True)
+        return cls(every_frame=True, score_async=False)
 
 
 @dataclass
@@ -221,42 +224,45 @@ class CaptureAgent:
         return buf.tobytes()
 
     def _plan(self, frame: Frame):
-        """How the detector looks at this frame: ("whole",), ("regions", boxes, scales),
-        ("refine", boxes) or None (not at all: the tracker predicts)."""
+        """How the detector looks at this frame: ("whole",) every frame for the reference
+        pipeline; else ("scan", regions, predicted) a few times a second, where MTCNN looks
+        for new faces in the moving regions (new faces enter by moving) and O-Net re-finds
+        the live tracks at their predicted boxes; ("refine", predicted) on the frames in
+        between; None where nothing is tracked and no scan is due (the tracker predicts)."""
         sch = self.cfg.schedule
         self.moving = moving = self.motion(frame.bgr)  # keeps the background model current
         if sch.every_frame:
             return ("whole",)
-        t = frame.time.timestamp()
-        if self._last_rescan is None or t - self._last_rescan >= sch.rescan_seconds:
-            self._last_rescan = t
-            self._last_scan_index = self._last_track_index = frame.index
-            return ("whole",)
+        h, w = frame.bgr.shape[:2]
+        whole = [(0.0, 0.0, float(w), float(h))]
         live = list(self.tracker.tracks.values())
-        predicted = [tr.predicted(frame.index) for tr in live]
-        if frame.index - self._last_scan_index >= sch.scan_interval:
-            self._last_scan_index = self._last_track_index = frame.index
-            h, w = frame.bgr.shape[:2]
+        predicted = [tr.predicted(frame.time, self.fps) for tr in live]
+        t = frame.time.timestamp()
+        regions = None
+        if self._last_rescan is None or t - self._last_rescan >= sch.rescan_seconds:
+            self._last_rescan, regions = t, whole  # a face that stands still is found too
+        elif frame.index - self._last_scan_index >= sch.scan_interval:
             area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in moving)
-            if area >= sch.whole_above * w * h:  # a crowd moves everywhere: one plain pass
-                return ("whole",)
-            if moving:  # new faces enter by moving; the live ones are re-found by O-Net
-                return ("regions", moving, predicted)
+            regions = whole if area >= sch.whole_above * w * h else (moving or None)
+        if regions is not None:
+            self._last_scan_index = self._last_track_index = frame.index
+            return ("scan", regions, predicted)
         if live and frame.index - self._last_track_index >= sch.track_interval:
             self._last_track_index = frame.index
             return ("refine", predicted)
         return None
 
     def _detect(self, frame: Frame, plan) -> list:
-        if plan[0] == "whole" or not hasattr(self.detector, "in_regions"):
+        if plan[0] == "whole" or not hasattr(self.detector, "refine"):
             return self.detector(frame.bgr)
-        found = self.detector.in_regions(frame.bgr, plan[1]) if plan[0] == "regions" else []
+        found = self.detector.in_regions(frame.bgr, plan[1]) if plan[0] == "scan" else []
         # A face re-found far from where its track predicted it is a neighbour's face (the
         # predicted one is hidden behind it): taking it would hand one person's track to
         # another. Where two tracks re-find one face, the closer prediction keeps it.
+        predicted = plan[-1]
         refound = [
             (iou(d.box, p), d)
-            for d, p in zip(self.detector.refine(frame.bgr, plan[-1]), plan[-1], strict=True)
+            for d, p in zip(self.detector.refine(frame.bgr, predicted), predicted, strict=True)
             if d is not None
         ]
         for overlap, d in sorted(refound, key=lambda x: -x[0]):
@@ -266,22 +272,76 @@ class CaptureAgent:
                 found.append(d)
         return found
 
-    def _score(self, pairs: list) -> list[float | None]:
-        """Quality of each (detection, track) of a frame, one batch; None where the gate
-        found the crop cannot beat its track's best."""
-        if not pairs:
+    def _floors(self, pairs: list) -> list[float]:
+        """Each crop's track's best score so far: what the crop must beat to matter."""
+        return [c.quality if (c := self.best.get(t)) is not None else -np.inf for _, t in pairs]
+
+    def _score(self, crops: list, floors: list[float]) -> list[float | None]:
+        """Quality of a frame's crops, one batch; None where the gate found the crop cannot
+        beat its track's best (runs on the scoring thread: touches no agent state)."""
+        if not crops:
             return []
-        crops = [d.crop for d, _ in pairs]
         # the sealed crop is cut at the detector's margin; the scorer takes its own framing
         if self.cfg.gate.enabled and hasattr(self.scorer, "score_above"):
-            floors = [
-                c.quality if (c := self.best.get(tid)) is not None else -np.inf for _, tid in pairs
-            ]
             extra = {} if self.cfg.gate.slack is None else {"slack": self.cfg.gate.slack}
             qs = self.scorer.score_above(crops, floors, "bgr", self.margin, **extra)
         else:
             qs = self.scorer.score(crops, order="bgr", crop_margin=self.margin)
         return [None if np.isnan(q) else float(q) for q in qs]
+
+    def _apply_scores(self, summary: CaptureSummary, wait: bool) -> None:
+        """Take the scores that came back, in frame order (all of them with `wait`): each
+        crop's quality into its track's history, its best, its clip."""
+        while self._pending and (wait or self._pending[0][2].done()):
+            frame, pairs, job = self._pending.popleft()
+            for (d, tid), q in zip(pairs, job.result(), strict=True):
+                if q is None:
+                    if self.clips:
+                        self.clips.add(tid, d.crop, False)
+                    continue
+                summary.crops_scored += 1
+                self.histories.setdefault(tid, []).append((frame.index, frame.time.timestamp(), q))
+                new_best = self.best.offer(
+                    tid, Candidate(q, d.crop, frame.index, frame.time, d.box, d.prob)
+                )
+                if self.clips:
+                    self.clips.add(tid, d.crop, new_best)
+
+    def _loop(self, source: Source, source_key: str, summary: CaptureSummary, seen: set) -> None:
+        """Decoding runs on the source's thread and scoring on the scorer's, so the two cores
+        work on three frames at once: decode the next, detect and track this one, score the
+        previous one's crops. A track is sealed only once every crop of it was scored."""
+        for frame in source:
+            plan = self._plan(frame)
+            faces: list = []
+            if plan is None:
+                self.tracker.age(frame.index)
+            else:
+                dets = self._detect(frame, plan)
+                summary.detector_runs += 1
+                summary.faces_detected += len(dets)
+                ids, ended = self.tracker.update(
+                    [d.box for d in dets], frame.index, frame.time, [d.prob for d in dets]
+                )
+                pairs = [(d, tid) for d, tid in zip(dets, ids, strict=True) if tid != -1]
+                seen.update(tid for _, tid in pairs)
+                crops = [d.crop for d, _ in pairs]  # cut now: the frame is not kept
+                job = self._scoring.submit(self._score, crops, self._floors(pairs))
+                self._pending.append((frame, pairs, job))
+                faces = [(d, tid, None) for d, tid in pairs]
+                self._apply_scores(summary, wait=bool(ended) or not self.cfg.schedule.score_async)
+                if not self.cfg.schedule.score_async:
+                    qualities = job.result()
+                    faces = [(d, tid, q) for (d, tid), q in zip(pairs, qualities, strict=True)]
+                for tr in ended:
+                    self._seal_and_store(source_key, tr, summary)
+            summary.frames += 1
+            if self.on_frame:
+                self.on_frame(frame, faces, summary)
+            if self._stop:
+                summary.stopped = True
+                break
+        self._apply_scores(summary, wait=True)
 
     def run(self, source: Source) -> CaptureSummary:
         summary = CaptureSummary()
@@ -297,44 +357,9 @@ class CaptureAgent:
         self._last_scan_index = self._last_track_index = -(10**9)
         t0 = datetime.now(UTC)
         seen_tracks: set[int] = set()
-        for frame in source:
-            plan = self._plan(frame)
-            faces: list = []
-            if plan is None:
-                self.tracker.age(frame.index)
-            else:
-                dets = self._detect(frame, plan)
-                summary.detector_runs += 1
-                summary.faces_detected += len(dets)
-                ids, ended = self.tracker.update(
-                    [d.box for d in dets], frame.index, frame.time, [d.prob for d in dets]
-                )
-                pairs = [(d, tid) for d, tid in zip(dets, ids, strict=True) if tid != -1]
-                qualities = self._score(pairs)
-                for (d, tid), q in zip(pairs, qualities, strict=True):
-                    seen_tracks.add(tid)
-                    faces.append((d, tid, q))
-                    if q is None:
-                        if self.clips:
-                            self.clips.add(tid, d.crop, False)
-                        continue
-                    summary.crops_scored += 1
-                    self.histories.setdefault(tid, []).append(
-                        (frame.index, frame.time.timestamp(), q)
-                    )
-                    new_best = self.best.offer(
-                        tid, Candidate(q, d.crop, frame.index, frame.time, d.box, d.prob)
-                    )
-                    if self.clips:
-                        self.clips.add(tid, d.crop, new_best)
-                for tr in ended:
-                    self._seal_and_store(source_key, tr, summary)
-            summary.frames += 1
-            if self.on_frame:
-                self.on_frame(frame, faces, summary)
-            if self._stop:
-                summary.stopped = True
-                break
+        self._pending: deque = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="face-score") as self._scoring:
+            self._loop(source, source_key, summary, seen_tracks)
         for tr in self.tracker.finish():
             self._seal_and_store(source_key, tr, summary)
         summary.tracks = len(seen_tracks)

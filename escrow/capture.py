@@ -135,7 +135,7 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
 
     def on_frame(frame, faces, summary):
         if writer:  # the tracks the detector missed just now stay pixelated too
-            unseen = unseen_tracks(agent.tracker.tracks.values(), frame.index)
+            unseen = unseen_tracks(agent.tracker.tracks.values(), frame.time)
             writer.write(frame.bgr, faces, unseen, agent.moving)
         bar.update(1)
         extra = {}

@@ -235,8 +235,9 @@ class FrameDetector:
             if sc != 1.0:
                 part = cv2.resize(part, (tw, th), interpolation=cv2.INTER_AREA)
             canvas[cy : cy + th, cx : cx + tw] = part
-        # the canvas is scanned for faces of at least min_face_size at the base scale
-        faces: list[Face] = self._detector(base).detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+        # faces of min_face_size (full-resolution px) are searched at the smallest tile scale
+        smallest = min(sc for *_, sc in tiles)
+        faces: list[Face] = self._detector(smallest).detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
         out: list[Detection] = []
         for f in sorted(faces, key=lambda f: -f.prob):
             mx, my = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2

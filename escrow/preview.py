@@ -6,6 +6,7 @@ has been missed, because a face the detector lost for a few frames is still a fa
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -43,13 +44,13 @@ def grown(box, missed: int) -> tuple[float, float, float, float]:
 
 
 def unseen_tracks(
-    tracks: Iterable, index: int | None = None
+    tracks: Iterable, at: datetime | None = None
 ) -> list[tuple[int, tuple[float, float, float, float], int]]:
     """(track id, box, frames missed) of the live tracks the detector did not see in this
     frame (it missed them, or did not run): the box is where the tracker predicts the face
-    at frame `index`, or its last detected box."""
+    at time `at`, or its last detected box."""
     return [
-        (t.id, t.predicted(index) if index is not None else t.box, t.missed)
+        (t.id, t.predicted(at) if at is not None else t.box, t.missed)
         for t in tracks
         if t.missed > 0
     ]

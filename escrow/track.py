@@ -16,7 +16,8 @@ frames it was missed) and which tracks ended, which ByteTrack does not report.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -36,14 +37,20 @@ class Track:
     missed: int = 0  # frames since the detector last saw it
     velocity: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # px per frame
     probs: list[float] | None = None  # the detector's score on each hit
+    recent: deque = field(default_factory=lambda: deque(maxlen=64))  # (frame index, box)
+
+    def at(self, index: int) -> list[Box]:
+        """The box this track had on frame `index`, if it was seen there."""
+        return [b for i, b in self.recent if i == index]
 
     @property
     def size(self) -> float:
         return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
-    def predicted(self, index: int) -> Box:
-        """Where the Kalman filter expects this face at frame `index`."""
-        k = index - self.last_index
+    def predicted(self, at: datetime, fps: float = 25.0) -> Box:
+        """Where the Kalman filter expects this face at time `at` (its velocity is per frame
+        at `fps`: a live source's skipped frames count, by the clock)."""
+        k = (at - self.last_seen).total_seconds() * fps
         return tuple(float(b + v * k) for b, v in zip(self.box, self.velocity, strict=True))  # type: ignore[return-value]
 
 
@@ -118,6 +125,7 @@ class Tracker:
                 tr.box, tr.last_seen, tr.last_index = tuple(boxes[j]), t, index
                 tr.hits += 1
             self.tracks[tid].probs.append(float(probs[j]))
+            self.tracks[tid].recent.append((index, tuple(boxes[j])))
             ids[j] = tid
         alive = {id(tl) for tl in self._bt.tracks}
         ended = []

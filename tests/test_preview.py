@@ -32,7 +32,7 @@ def test_a_track_the_detector_missed_stays_pixelated():
     for i in range(3):  # seen three times, then the detector misses it
         tracker.update([face], i, t + timedelta(seconds=i / 25))
     tracker.update([], 3, t + timedelta(seconds=3 / 25))
-    unseen = unseen_tracks(tracker.tracks.values(), 3)
+    unseen = unseen_tracks(tracker.tracks.values(), t + timedelta(seconds=3 / 25))
     assert [missed for _, _, missed in unseen] == [1]
     assert np.allclose(unseen[0][1], face, atol=1.0)  # a still face: predicted where it was
     shown = anonymise(frame, [], unseen)

@@ -69,7 +69,7 @@ def capture(clip: Path, threads: int, every_frame: bool = False) -> dict:
         # detector did not see just now at its predicted box grown with the frames missed,
         # and the moving regions
         boxes = [list(det.box) for det, _t, _q in faces]
-        unseen = unseen_tracks(agent.tracker.tracks.values(), frame.index)
+        unseen = unseen_tracks(agent.tracker.tracks.values(), frame.time)
         boxes += [list(grown(b, m)) for _t, b, m in unseen]
         boxes += [list(b) for b in agent.moving]
         pixelated[frame.index] = [[float(v) for v in b] for b in boxes]
