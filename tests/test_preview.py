@@ -54,3 +54,24 @@ def test_the_missed_box_grows_with_the_frames_missed_and_detections_stay_pixelat
     assert detail(four, near) < 10 < detail(once, near)
     seen = anonymise(frame, [(Det(box), 1, -500.0)], [])
     assert detail(seen, (106, 66, 154, 114)) < 10
+
+
+def test_what_moves_is_hidden_and_the_still_scene_kept():
+    """A passer-by whose face the detector never found is a moving blob under a coarse
+    mosaic; where nothing moves the preview is the scene as it is."""
+    from escrow.motion import MotionGate
+
+    rng = np.random.default_rng(2)
+    scene = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    gate = MotionGate()
+    person = rng.integers(0, 255, (80, 60, 3), dtype=np.uint8)
+    for i in range(30):  # the background is learnt, then someone walks across
+        frame = scene.copy()
+        x = 40 + 12 * i
+        frame[200:280, x : x + 60] = person
+        moving = gate(frame)
+    shown = anonymise(frame, [], [], moving)
+    inner = (x + 10, 210, x + 50, 270)
+    assert detail(frame, inner) > 40 and detail(shown, inner) < 25  # the walker: mosaic
+    assert np.array_equal(shown[20:120, 20:200], frame[20:120, 20:200])  # the scene kept
+    assert any(b[0] <= x + 10 and b[2] >= x + 50 for b in moving)
