@@ -15,6 +15,7 @@ input after a crash reproduces the same ids and the idempotent store makes no du
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class Schedule:
     every_frame: bool = False
     scan_interval: int = 8  # frames between scans of the moving regions for new faces
     track_interval: int = 1  # frames between re-detections around the live tracks
+    idle_fps: float = 5.0  # a live source with nothing moving and no face: frames a second
     score_async: bool = True  # the VAE scores on a thread of its own (False: in the loop)
     refind_iou: float = 0.4  # a re-found face overlaps its predicted box at least this much
     whole_above: float = 0.5  # moving area (of the frame) above which a scan is one pass
@@ -313,7 +315,9 @@ class CaptureAgent:
         """Decoding runs on the source's thread and scoring on the scorer's, so the two cores
         work on three frames at once: decode the next, detect and track this one, score the
         previous one's crops. A track is sealed only once every crop of it was scored."""
+        live = getattr(source, "live", False)
         for frame in source:
+            started = time.monotonic()
             plan = self._plan(frame)
             faces: list = []
             if plan is None:
@@ -343,6 +347,9 @@ class CaptureAgent:
             if self._stop:
                 summary.stopped = True
                 break
+            if live and not self.tracker.tracks and not self.moving:  # an empty scene: the
+                # newest frame a fifth of a second from now is as good as every frame
+                time.sleep(max(0.0, 1 / self.cfg.schedule.idle_fps - (time.monotonic() - started)))
         self._apply_scores(summary, wait=True)
 
     def run(self, source: Source) -> CaptureSummary:

@@ -26,7 +26,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision first and exactly: the CUDA build runs on the CPU here (~5.6 GB).
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e '.[camera,vault,erc,dev]'
+  .venv/bin/python -m pip install -q -e '.[camera,vault,erc,dev,bench]'
   # facenet-pytorch 2.6.0 declares torch<2.3 and numpy<2: pins from 2024 that would
   # downgrade the whole stack, although its MTCNN runs fine on torch 2.14 / numpy 2. So it
   # is installed without its declared dependencies; what it really imports at run time
@@ -35,6 +35,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # trackers (ByteTrack) declares opencv-python, a second cv2 beside the headless one the
   # project uses; its real imports (supervision, scipy, rich, ...) come from pyproject.toml.
   .venv/bin/python -m pip install -q --no-deps trackers==2.6.1
+  # deface, the anonymiser benchmarks/capture.py measures beside the agent (same reason)
+  .venv/bin/python -m pip install -q --no-deps deface==1.5.0
   echo "$want" > "$stamp"
 fi
 
