@@ -156,6 +156,7 @@ class CaptureAgent:
         self.best = BestCrops()
         self.on_frame, self.on_sealed = on_frame, on_sealed
         self.histories: dict[int, list[tuple[int, float, float]]] = {}  # frame, t, quality
+        self.sealed: dict[int, tuple[int, float]] = {}  # track -> (frame, quality) sealed
         self.clips: ClipBuffers | None = None
         self.motion = MotionGate()  # where to detect, and what the preview must hide
         self.moving: list = []  # this frame's moving regions
@@ -218,6 +219,7 @@ class CaptureAgent:
         records.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
         summary.record_ids.append(rid)
+        self.sealed[tr.id] = (cand.frame_index, cand.quality)
         if self.on_sealed:  # only after the transaction committed
             self.on_sealed(rid, meta)
 

@@ -208,7 +208,7 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
     if job.report is not None:
         from escrow.report import write_report
 
-        write_report(agent.histories, job.report)
+        write_report(agent.histories, job.report, agent.sealed)
     return summary, agent.histories
 
 

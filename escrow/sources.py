@@ -52,6 +52,29 @@ def is_live(spec: str) -> bool:
     return spec.isdigit() or _is_stream(spec)
 
 
+def recorded_at(path: str) -> datetime | None:
+    """When a recording began, from its container's `creation_time` tag (MP4/MOV/MKV as
+    cameras and phones write it; always UTC in ISO 8601), or None where it has none."""
+    try:
+        import av  # PyAV (a dependency of supervision): reads the tags OpenCV does not show
+    except ImportError:
+        return None
+    try:
+        with av.open(path) as c:
+            tags = [c.metadata, *(st.metadata for st in c.streams)]
+    except Exception:  # not a container PyAV reads: no tag, not an error of the capture
+        return None
+    for tag in tags:
+        value = tag.get("creation_time")
+        if value:
+            try:
+                t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return None
+
+
 class NewestFrame:
     """Reads a live source on a thread of its own and keeps only the newest frame, so an
     agent slower than the camera processes the present, not an ever older backlog. Frames it

@@ -205,6 +205,13 @@ def test_each_record_is_the_best_crop_of_its_track(run, world):
         )
         # the VAE saw the crops that could beat the track's best so far (the gate)
         assert meta["frames"] >= len(points["points"]) >= 1 and meta["frames"] >= 3
+    # the report marks exactly the tracks that were sealed
+    marked = {
+        json.loads(p.read_text())["track_id"]
+        for p in (root / "report").glob("track-*.json")
+        if json.loads(p.read_text())["sealed"]
+    }
+    assert marked == {meta["track_id"] for _, meta, _ in opened.values()}
     assert (root / "report" / "quality.png").stat().st_size > 10_000
 
 

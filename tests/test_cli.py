@@ -143,6 +143,19 @@ def test_database_problems_are_one_line_errors(tmp_path, url, args, code, msg):
     assert r.returncode == code and msg in r.stderr and "Traceback" not in r.stderr
 
 
+def with_creation_time(src, dst, when) -> None:
+    """A copy of a video whose container says when it was recorded (as cameras write it)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        out.metadata["creation_time"] = when.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+
+
 def test_capture_of_a_recording_seals_at_its_own_time(tmp_path):
     """`--start`: yesterday's footage gets yesterday's epoch and retention; a time without a
     zone, or a start for a live source, is one line and exit 2."""
@@ -182,9 +195,28 @@ def test_capture_of_a_recording_seals_at_its_own_time(tmp_path):
         assert start <= best < start + timedelta(minutes=5)
         assert as_utc(datetime.fromisoformat(str(expires))) == best + retention
 
+    # `--start file`: the time the recording itself carries (its creation_time tag)
+    tagged = tmp_path / "tagged.mp4"
+    with_creation_time(video, tagged, start + timedelta(minutes=30))
+    r = run(
+        ["capture", tagged, "--camera-id", "demo-cam", "--keyring", ring, "--start", "file"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        bests = [
+            as_utc(datetime.fromisoformat(str(b)))
+            for (b,) in c.execute(sa.text("SELECT best_time FROM sealed_records")).all()
+        ]
+    eng.dispose()
+    assert sum(b >= start + timedelta(minutes=30) for b in bests) >= 1
+
     for bad, why in [
         (["--start", start.replace(tzinfo=None).isoformat()], "give a time zone"),
         (["--start", "yesterday"], "not an ISO 8601 time"),
+        (["--start", "file"], "carries no recording time"),
     ]:
         r = run([*args, *bad], env=env, cwd=tmp_path)
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -37,6 +37,15 @@ def recording_start(value: str | None, source_spec: str):
 
     if is_live(source_spec):
         raise UserError("--start is for recorded files; a live source is timed as it is read")
+    if value == "file":
+        from escrow.sources import recorded_at
+
+        found = recorded_at(source_spec)
+        if found is None:
+            raise UserError(
+                f"{source_spec} carries no recording time (creation_time): pass --start TIME"
+            )
+        return found
     return zoned_time(value, "--start")
 
 
@@ -149,8 +158,9 @@ def capture(
     start: Annotated[
         str | None,
         typer.Option(
-            help="When a recorded file began (ISO 8601 with a zone): its records get that "
-            "time's epoch and retention. Default: now."
+            help="When a recorded file began (ISO 8601 with a zone, or 'file': the file's "
+            "own creation_time tag): its records get that time's epoch and retention. "
+            "Default: now."
         ),
     ] = None,
     every_frame: Annotated[
