@@ -2,11 +2,11 @@
 
 Real time on a camera's CPU comes from spending the detector only where and when it is
 needed (the `Schedule`): background subtraction finds what moves; the full detector scans the
-moving regions a few times a second (new faces enter by moving); in between, the boxes the
-tracker predicts for live faces are re-detected in small padded regions, all in one detector
-pass; the Kalman filter carries tracks over the frames in between. A face's crop goes to the
-VAE only when it could beat the track's best so far (`ScoreGate`), and a track is sealed only
-if it shows evidence of being a face (`FaceEvidence`).
+moving regions a few times a second (new faces enter by moving); on every frame in between,
+MTCNN's last stage alone re-finds each live face where the tracker's Kalman filter predicts
+it. Decoding, detection and scoring run on three threads. The VAE spends its L samples on a
+crop only when it could beat the track's best so far (`ScoreGate`), and a track is sealed
+only if it shows evidence of being a face (`FaceEvidence`).
 
 Plaintext face crops exist only in memory, between detection and sealing. A record id is
 derived from the camera, the source and the track's first frame, so re-running the same
