@@ -29,7 +29,7 @@ import numpy as np
 from escrow import records, sealing
 from escrow.detect import FrameDetector, iou
 from escrow.keyring import CameraKeyring, FreshKeyring
-from escrow.motion import MotionGate
+from escrow.motion import MotionGate, merge_boxes
 from escrow.selection import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
@@ -267,15 +267,26 @@ class CaptureAgent:
         # another. Where two tracks re-find one face, the closer prediction keeps it.
         predicted = plan[-1]
         refound = [
-            (iou(d.box, p), d)
+            (iou(d.box, p), d) if d is not None else (0.0, None)
             for d, p in zip(self.detector.refine(frame.bgr, predicted), predicted, strict=True)
-            if d is not None
         ]
+        floor = self.cfg.schedule.refind_iou
         for overlap, d in sorted(refound, key=lambda x: -x[0]):
-            if overlap >= self.cfg.schedule.refind_iou and all(
-                iou(d.box, o.box) < 0.4 for o in found
-            ):
+            if overlap >= floor and all(iou(d.box, o.box) < 0.4 for o in found):
                 found.append(d)
+        # A face O-Net did not re-find where it was predicted (it moved more than the filter
+        # knew: a young track has no velocity yet) is looked for by MTCNN in a region around
+        # the prediction, all such regions in one pass.
+        missed = [p for (overlap, _), p in zip(refound, predicted, strict=True) if overlap < floor]
+        missed = [p for p in missed if all(iou(p, o.box) < 0.3 for o in found)]
+        if missed:
+            regions = []
+            for x1, y1, x2, y2 in missed:
+                pad = max(x2 - x1, y2 - y1)
+                regions.append((x1 - pad, y1 - pad, x2 + pad, y2 + pad))
+            for d in self.detector.in_regions(frame.bgr, merge_boxes(regions)):
+                if all(iou(d.box, o.box) < 0.4 for o in found):
+                    found.append(d)
         return found
 
     def _floors(self, pairs: list) -> list[float]:

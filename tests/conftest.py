@@ -382,3 +382,14 @@ def copy_sources(dest: Path) -> Path:
         else:
             shutil.copy2(root / name, src / name)
     return src
+
+
+def holds_a_face(detector, bgr) -> bool:
+    """Whether MTCNN finds a face in a sealed crop (a far face enlarged first: MTCNN's
+    smallest window is 12 px of a 20 px minimum)."""
+    import cv2
+
+    if bgr.shape[1] < 160:
+        f = 160 / bgr.shape[1]
+        bgr = cv2.resize(bgr, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+    return bool(detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))

@@ -636,8 +636,8 @@ def chart(name: str, request: Request):
     rep = audit_api.retention_report(request, who[0])
     if name == "erased":
         per_day: dict[str, int] = {}
-        for e in rep["erasures"]:
-            per_day[e["at"][:10]] = per_day.get(e["at"][:10], 0) + len(e["records"])
+        for e in rep["erased"]:
+            per_day[e["erased"][:10]] = per_day.get(e["erased"][:10], 0) + 1
         return svg(
             charts.bars("Records erased per day", list(per_day), list(per_day.values()), "records")
         )
