@@ -27,9 +27,10 @@ import cv2
 import numpy as np
 
 from escrow import records, sealing
-from escrow.detect import FrameDetector, iou
+from escrow.boxes import iou, merge_boxes
+from escrow.detect import FrameDetector
 from escrow.keyring import CameraKeyring, FreshKeyring
-from escrow.motion import MotionGate, merge_boxes
+from escrow.motion import MotionGate
 from escrow.selection import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from escrow.boxes import Box, iou
 from vae.framing import cut_crop
 
 FACENET_FIX = (
@@ -141,9 +142,6 @@ def central_face(faces: Sequence[Face], shape: tuple[int, ...]) -> Face | None:
     return min(faces, key=lambda f: (f.centre[0] - cx) ** 2 + (f.centre[1] - cy) ** 2, default=None)
 
 
-Box = tuple[float, float, float, float]
-
-
 class Detection:
     """A face found in a frame: its box in full-resolution pixels and the detector's score.
     The crop (BGR, memory only) is cut from the full-resolution frame when first asked for:
@@ -262,14 +260,6 @@ class FrameDetector:
         rgb = bgr[..., ::-1]  # O-Net's cuts are resampled one by one: no full-frame copy
         faces = self._detector(self.scale(bgr)).refine(rgb, boxes)
         return [None if f is None else Detection(f.box, f.prob, bgr, self.margin) for f in faces]
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 TILE_GAP = 16  # black pixels between packed regions: no face is found across a seam

@@ -12,32 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-Box = tuple[float, float, float, float]
-
-
-def merge_boxes(boxes: list[Box], gap: float = 0.0) -> list[Box]:
-    """Union boxes that overlap (or lie within `gap` pixels of each other) until none do:
-    the detector then sees each moving area once, never a face cut in two by a seam."""
-    out = [tuple(map(float, b)) for b in boxes]
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                if (
-                    a[0] - gap <= b[2]
-                    and b[0] - gap <= a[2]
-                    and a[1] - gap <= b[3]
-                    and b[1] - gap <= a[3]
-                ):
-                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del out[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return out  # type: ignore[return-value]
+from escrow.boxes import Box, merge_boxes
 
 
 class MotionGate:

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from escrow.boxes import Box
 
 
 @dataclass

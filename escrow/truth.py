@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+from escrow.boxes import Box, iou  # noqa: F401 (iou: part of this module's surface)
+
 Truth = dict[int, list[tuple[int, Box]]]
 
 
@@ -64,14 +65,6 @@ def persons(truth: Truth) -> set[int]:
 def faces_on(truth: Truth, frame_index: int) -> list[tuple[int, Box]]:
     """The labelled faces (person id, box) on a 0-based frame index ([] if none)."""
     return list(truth.get(frame_index, []))
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def iou_matrix(objs: Sequence[Box], hyps: Sequence[Box]) -> np.ndarray:
