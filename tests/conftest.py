@@ -393,3 +393,19 @@ def holds_a_face(detector, bgr) -> bool:
         f = 160 / bgr.shape[1]
         bgr = cv2.resize(bgr, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
     return bool(detector.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+
+
+def escrow_cli(args, env, timeout: float = 600, stdin: str | None = None, cwd=None):
+    """`escrow ARGS` in a subprocess of this interpreter, as a person runs it."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "escrow.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        input=stdin,
+        cwd=cwd,
+    )

@@ -13,8 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import cv2
@@ -27,6 +25,7 @@ from tests.conftest import (
     ApiVault,
     LiveServer,
     epoch_key,
+    escrow_cli,
     free_port,
     holds_a_face,
     make_authority,
@@ -36,14 +35,7 @@ from vault.db import make_engine, session_factory
 
 
 def escrow(args, env, timeout=600, stdin=None):
-    return subprocess.run(
-        [sys.executable, "-m", "escrow.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        input=stdin,
-    )
+    return escrow_cli(args, env, timeout, stdin)
 
 
 def rows(url: str) -> dict[str, str]:

@@ -17,17 +17,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import PASSPHRASE, ApiVault, LiveServer
+from tests.conftest import PASSPHRASE, ApiVault, LiveServer, escrow_cli
 
 
 def escrow(args, env, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "escrow.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    return escrow_cli(args, env, timeout)
 
 
 @pytest.fixture
