@@ -229,11 +229,12 @@ def test_sigkill_during_sweeps_loses_nothing_and_erases_nothing_early(hourly, tm
 
 # --- the release ----------------------------------------------------------------------------
 
-ROUNDS = 17  # a release is 16 or 17 database events: one round dies at each
+ROUNDS = 24  # one release counts its database events (about 18), then one dies at each
 
 
 def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path):
-    """ROUNDS approved requests; the release of the i-th dies at its points[i]-th event."""
+    """Approved requests; the first release runs through and counts its database events,
+    then the release of each next request dies at the next event: every one is tried."""
     crops, reqs = {}, []
     for i in range(ROUNDS):
         rec, crop = api.seal("cam-1", api.t0 + timedelta(minutes=i + 1), track=i + 1)
@@ -245,10 +246,13 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
         for t in ("Trustee A", "Trustee B"):
             assert api.approve(t, rid).status_code == 200
         reqs.append((rid, secret, rec["record_id"]))
-    points = list(range(1, ROUNDS + 1))
+    points = [10**6]  # the first runs through, counting; the points come from its count
     witness = tmp_path / "witness.jsonl"
     outcomes = {"pending": 0, "released": 0, "lost in transit": 0}
-    for (rid, secret, record), n in zip(reqs, points, strict=True):
+    for i, (rid, secret, record) in enumerate(reqs):
+        if i == len(points):
+            break
+        n = points[i]
         anchor.extend_witness(api.ctx.factory, api.ctx.checkpoint_key, api.clock(), witness)
         got, trace = tmp_path / f"{rid}.json", tmp_path / f"{rid}.trace"
         api.ctx.engine.dispose()
@@ -269,6 +273,9 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
 
         died = killed_at(n, fetch, trace)
         events = trace.read_text().splitlines()
+        if i == 0:
+            assert not died and len(events) < ROUNDS, len(events)
+            points += list(range(1, len(events) + 1))  # every event of a release, once
         with api.ctx.factory() as s:
             status = s.get(OpeningRequest, rid).status
             shares = s.scalars(select(Approval.sealed_share).where(Approval.request_id == rid))
@@ -300,4 +307,4 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
         assert len([d for d in _trail(api, "request.release") if d["request"] == rid]) == 1
     assert outcomes["pending"] >= 14, outcomes  # most points lie before the commit
     assert outcomes["lost in transit"] >= 1, outcomes  # one lies just after it
-    assert sum(outcomes.values()) == ROUNDS
+    assert sum(outcomes.values()) == len(points) >= 15
