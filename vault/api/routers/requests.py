@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from escrow.canonical import as_utc
-from vault import audit, openings, warrants
+from vault import openings, warrants
 from vault.api.actions import Action, act
 from vault.api.context import VaultContext
 from vault.api.deps import Caller, InvestigatorCaller, RequestReader, TrusteeCaller, get_ctx
@@ -75,10 +75,8 @@ def _load(s, request_id: str, caller: Caller, lock: bool = False) -> OpeningRequ
 
 
 def _locked(a: Action, request_id: str, caller: Caller) -> tuple[OpeningRequest, Warrant]:
-    """The request, locked (see _load), and its warrant: what approving and releasing act on.
-    The trail's writer lock comes first, as in the sweeper (which holds it while it closes
-    stale requests): the other order deadlocks against a sweep closing this request."""
-    audit.lock(a.s)
+    """The request, locked (see _load), and its warrant: what approving and releasing act on
+    (after the trail's writer lock, which `act` takes first: see vault.api.actions)."""
     req = _load(a.s, request_id, caller, lock=True)
     return req, warrants.get(a.s, req.warrant_id)
 
