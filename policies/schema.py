@@ -23,7 +23,10 @@ def parse_duration(v: object) -> timedelta:
     m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(v))
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"not a positive duration like '72h' or '7d': {v!r}")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:  # more days than a timedelta holds: pydantic passes only ValueError
+        raise ValueError(f"duration too long: {v!r}") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

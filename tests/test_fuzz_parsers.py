@@ -61,13 +61,15 @@ def _keyring_with(fuzz, **change) -> bytes:
 
 def test_inputs_that_once_crashed_a_parser(fuzz):
     """Found by the fuzzer: a certificate time that is no time (ValueError deep in the
-    camera's key lookup), a policy file that is not UTF-8, an empty shares file, a trustee
-    key file that is a JSON number, a proof without its path, a review of the wrong shape."""
+        camera's key lookup), a policy file that is not UTF-8 or names a duration longer than
+    a timedelta holds (found after 10^5 inputs), an empty shares file, a trustee
+        key file that is a JSON number, a proof without its path, a review of the wrong shape."""
     cases = [
         ("keyring", _keyring_with(fuzz, not_after="2026-12-01T00:00:60+00:00")),
         ("keyring", _keyring_with(fuzz, not_before=7)),
         ("keyring", _keyring_with(fuzz, public_key="not base64!")),
         ("policy", (ROOT / "policies" / "default.toml").read_bytes() + b"\n# \xf6\n"),
+        ("policy", b'[retention]\ndefault = "99999999999999999999d"\n'),  # OverflowError
         ("shares", b""),
         ("shares", b'{"sealed_shares": [1], "share_digests": {}}'),
         ("trustee", b"3"),
