@@ -12,6 +12,7 @@ the sweep or the release again.
 Sweep: no record past its retention survives the next sweep, no held record is erased, no
 epoch key is shredded while a record of it remains, the trail verifies against the last
 signed checkpoint, every erasure and every shredded key is in the trail (once).
+Sender: the camera's outbox sender dies mid-send; no record is lost or taken in twice.
 Release: the request is released exactly once (crops returned and audited) or still pending
 and releasable. The one window where the crops can be lost is a death after the release's
 commit and before the answer reaches the requester: the release is then in the trail and the
@@ -308,3 +309,77 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
     assert outcomes["pending"] >= 14, outcomes  # most points lie before the commit
     assert outcomes["lost in transit"] >= 1, outcomes  # one lies just after it
     assert sum(outcomes.values()) == len(points) >= 15
+
+
+# --- the camera's sender --------------------------------------------------------------------
+
+SENDS = 24
+
+
+def test_sigkill_of_the_camera_sender_loses_and_duplicates_nothing(api, tmp_path):
+    """The camera's outbox sender (escrow send) dies at its n-th database event, on either
+    side (its outbox or, in the same forked process, the vault it posts to), SENDS times,
+    with new records sealed between the deaths: every record is always in the outbox or the
+    vault, stored once, and the outbox drains when a sender finally runs through."""
+    from fastapi.testclient import TestClient
+
+    from escrow.client import VaultClient
+    from escrow.outbox import Sender
+    from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
+    from escrow.sealing import record_from_fields
+    from vault.api import create_app
+    from vault.api.schemas import SealedRecordIn
+
+    outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    engine = make_engine(outbox_url)
+    create_schema(engine)
+    with session_factory(engine).begin() as s:
+        register_epochs(s, api.keystore.certificates("cam-1"))
+    engine.dispose()
+    sealed_ids: list[str] = []
+
+    def seal(n: int) -> None:
+        eng = make_engine(outbox_url)
+        for _ in range(n):
+            i = len(sealed_ids)
+            w = api.seal("cam-1", api.t0 + timedelta(minutes=1, seconds=i), track=i)[0]
+            rec = record_from_fields(dict(SealedRecordIn.model_validate(w)))
+            put(session_factory(eng), [(rec, i, -1.0)], api.t0, api.t0 + timedelta(days=3))
+            sealed_ids.append(w["record_id"])
+        eng.dispose()
+
+    def outbox() -> list[str]:
+        eng = make_engine(outbox_url)
+        with session_factory(eng)() as s:
+            out = list(s.scalars(select(SealedRecordRow.id)))
+        eng.dispose()
+        return out
+
+    def vault() -> list[str]:
+        with api.ctx.factory() as s:
+            return list(s.scalars(select(SealedRecordRow.id)))
+
+    def send():
+        client = VaultClient("http://vault", api.tokens["cam-1"])
+        client.http = TestClient(create_app(_fresh_context(api)))
+        client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+        Sender(session_factory(make_engine(outbox_url)), client, batch=4).drain_once()
+
+    seal(12)
+    killed, trace = 0, tmp_path / "send.trace"
+    for i in range(SENDS):
+        n = 2 + (i * 11) % 53  # spread over a drain's events (a batch of 4 is about 15)
+        api.ctx.engine.dispose()
+        died = killed_at(n, send, trace)
+        killed += died
+        waiting, stored = outbox(), vault()
+        assert len(stored) == len(set(stored)), "a record stored twice"
+        assert set(waiting) | set(stored) == set(sealed_ids), "a record lost"
+        seal(2)  # the camera goes on sealing between the deaths
+    assert killed >= 20, f"only {killed} of {SENDS} sends died mid-way"
+    send()  # a sender that runs through: the outbox drains
+    assert outbox() == []
+    assert sorted(vault()) == sorted(sealed_ids)
+    new = [rid for d in _trail(api, "ingest") for rid in d["new"]]
+    assert sorted(new) == sorted(sealed_ids), "a record taken in as new twice, or unaudited"
+    assert audit.verify(api.ctx.factory).ok
