@@ -71,7 +71,21 @@ class EpochCertificate:
 
     @classmethod
     def from_dict(cls, d: dict) -> EpochCertificate:
-        return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+        """Parse and check the shape (ValueError): every field a string, the window two
+        aware times in order, the public key base64. The signature is checked by verify."""
+        if not isinstance(d, dict):
+            raise ValueError("an epoch certificate is a JSON object")
+        cert = cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+        if not all(isinstance(v, str) for v in asdict(cert).values()):
+            raise ValueError(f"epoch certificate {cert.epoch_id!r}: every field is a string")
+        try:
+            start, end = cert.window()
+            unb64(cert.public_key)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"epoch certificate {cert.epoch_id!r}: {exc}") from exc
+        if start.tzinfo is None or end.tzinfo is None or not start < end:
+            raise ValueError(f"epoch certificate {cert.epoch_id!r}: not a window of UTC times")
+        return cert
 
 
 class SealingKey:

@@ -94,7 +94,7 @@ class TrusteeKey:
     def load(cls, path: Path) -> TrusteeKey:
         try:
             d = json.loads(Path(path).read_text())
-            if d.get("format") != TRUSTEE_KEY_FORMAT:
+            if not isinstance(d, dict) or d.get("format") != TRUSTEE_KEY_FORMAT:
                 raise ValueError("not a trustee key file")
             return cls(
                 d["index"],
@@ -151,7 +151,15 @@ class ReviewRejected(Exception):
 
 
 def check(review: dict, key: TrusteeKey) -> list[EpochCertificate]:
-    """The certificates to unseal shares of, after every check; ReviewRejected otherwise."""
+    """The certificates to unseal shares of, after every check; ReviewRejected otherwise,
+    also when the review is not of the shape the vault sends (it is the vault's word only)."""
+    try:
+        return _check(review, key)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ReviewRejected(f"the review is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _check(review: dict, key: TrusteeKey) -> list[EpochCertificate]:
     authority_raw = base64.b64decode(review["authority_public_key"])
     if fingerprint(authority_raw) != key.authority_fp:
         raise ReviewRejected(

@@ -23,7 +23,10 @@ def parse_duration(v: object) -> timedelta:
     m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(v))
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"not a positive duration like '72h' or '7d': {v!r}")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:  # more days than a timedelta holds: pydantic passes only ValueError
+        raise ValueError(f"duration too long: {v!r}") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -150,6 +153,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy {path} is not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy {path} is not valid TOML: {exc}") from exc
     try:

@@ -326,7 +326,8 @@ def api(db_url, tmp_path):
 
 class LiveServer:
     """The app under uvicorn on a free local port, in a thread: real HTTP for the command
-    line and the camera's sender."""
+    line and the camera's sender. The socket bound to port 0 is handed to uvicorn as it is
+    (never closed and bound again: another process could take the port in between)."""
 
     def __init__(self, app):
         import socket
@@ -335,13 +336,15 @@ class LiveServer:
 
         import uvicorn
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

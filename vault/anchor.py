@@ -269,6 +269,13 @@ def verify_inclusion(
 ) -> bool:
     """A client's check of an inclusion proof: `leaf` (the canonical bytes) at `index` in
     the tree of checkpoint `cp`, and `cp` signed by the key the client pinned."""
+    if not (
+        isinstance(index, int)
+        and not isinstance(index, bool)
+        and isinstance(proof, list)
+        and all(isinstance(h, str) for h in proof)
+    ):
+        return False  # a proof read from JSON may hold anything
     try:
         path = [bytes.fromhex(h) for h in proof]
         root = bytes.fromhex(cp.root)

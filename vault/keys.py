@@ -345,14 +345,28 @@ class KeyStore:
             return EpochCertificate.from_dict(json.loads(path.read_text()))
         except OSError as exc:
             raise KeyStoreError(f"no epoch {epoch_id}") from exc
+        except (ValueError, TypeError) as exc:
+            raise KeyStoreError(f"epoch {epoch_id}: its certificate is unreadable") from exc
 
     def shares(self, epoch_id: str) -> dict:
         """{"sealed_shares": {index: b64}, "share_digests": {index: hex}} of one epoch."""
         _, path = self._paths(epoch_id)
         try:
-            return json.loads(path.read_text())
+            doc = json.loads(path.read_text())
         except OSError as exc:
             raise KeyStoreError(f"epoch {epoch_id}: key destroyed or never existed") from exc
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise KeyStoreError(f"epoch {epoch_id}: its shares file is unreadable") from exc
+        if not (
+            isinstance(doc, dict)
+            and all(
+                isinstance(doc.get(k), dict)
+                and all(isinstance(i, str) and isinstance(v, str) for i, v in doc[k].items())
+                for k in ("sealed_shares", "share_digests")
+            )
+        ):
+            raise KeyStoreError(f"epoch {epoch_id}: its shares file is not a shares file")
+        return doc
 
     def camera_keyring(self, camera_id: str | None = None, now: datetime | None = None) -> dict:
         """Everything a camera needs, and nothing that can open: public keys only. With

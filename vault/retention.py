@@ -110,6 +110,9 @@ def _erase_batch(
     period: Callable[[str | None], timedelta] | None = None,
 ) -> list[str]:
     with factory.begin() as s:
+        # the trail's writer lock before the read: on SQLite another sweeper's batch could
+        # otherwise be read here too, deleted again (0 rows) and audited twice
+        audit.lock(s)
         q = (
             select(SealedRecordRow)
             .where(SealedRecordRow.expires <= now, SealedRecordRow.legal_hold.is_(False))
@@ -173,6 +176,7 @@ def _shred_empty_epochs(
     unopenable on arrival."""
     shredded = []
     with factory.begin() as s:
+        audit.lock(s)  # as in _erase_batch: two sweepers never both shred and audit an epoch
         remaining = select(func.count()).where(SealedRecordRow.epoch_id == KeyEpoch.id)
         epochs = s.scalars(
             select(KeyEpoch).where(

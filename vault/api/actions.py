@@ -28,7 +28,12 @@ class Action:
 
 @contextmanager
 def act(ctx: VaultContext, caller: Caller) -> Iterator[Action]:
-    """`with act(ctx, caller) as a:` a transaction at the context's clock, for `caller`."""
+    """`with act(ctx, caller) as a:` a transaction at the context's clock, for `caller`.
+    The trail's writer lock is taken first, before any row: every action ends by appending
+    to the trail, and the sweeper takes that lock before the rows it closes or erases, so an
+    action that locked a row (a request, a warrant) first and then waited for the trail
+    could deadlock with it, or with another action (a release against a revocation)."""
     now = ctx.clock()
     with ctx.factory.begin() as s:
+        audit.lock(s)
         yield Action(s, now, caller.actor)

@@ -55,6 +55,7 @@ def responses(*statuses: int) -> dict[int | str, dict]:
     return {code: {"model": ErrorOut, "description": WHY[code]} for code in statuses}
 
 
+RETRY_AFTER_S = 5  # what a 503 asks a client to wait
 MAX_ERRORS = 3  # errors named in a detail; the rest are counted
 
 
@@ -107,7 +108,9 @@ def install(app: FastAPI) -> None:
         # (the driver's message names hosts and files: logged here, not sent).
         log.error("database unavailable at %s: %s", endpoint(request), exc)
         return JSONResponse(
-            {"detail": "the vault's database is unavailable; try again later"}, status_code=503
+            {"detail": "the vault's database is unavailable; try again later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     app.add_exception_handler(Refused, refused)

@@ -75,7 +75,8 @@ def _load(s, request_id: str, caller: Caller, lock: bool = False) -> OpeningRequ
 
 
 def _locked(a: Action, request_id: str, caller: Caller) -> tuple[OpeningRequest, Warrant]:
-    """The request, locked (see _load), and its warrant: what approving and releasing act on."""
+    """The request, locked (see _load), and its warrant: what approving and releasing act on
+    (after the trail's writer lock, which `act` takes first: see vault.api.actions)."""
     req = _load(a.s, request_id, caller, lock=True)
     return req, warrants.get(a.s, req.warrant_id)
 

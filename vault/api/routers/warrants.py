@@ -13,6 +13,7 @@ from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, responses
 from vault.api.schemas import RecordMeta, RevokeIn, WarrantIn, WarrantOut
 from vault.api.views import record_meta, warrant_out
 from vault.models import Warrant
+from vault.store import checkpoint_wal
 
 router = APIRouter(prefix="/warrants", tags=["warrants"], responses=responses(*AUTHENTICATED))
 
@@ -86,7 +87,10 @@ def revoke(warrant_id: str, body: RevokeIn, request: Request, caller: JudgeCalle
                 "holds_released": released,
             },
         )
-        return warrant_out(w, ctx)
+        answer = warrant_out(w, ctx)
+    if closed:
+        checkpoint_wal(ctx.engine)  # the wiped shares leave SQLite's write-ahead log too
+    return answer
 
 
 @router.get(
