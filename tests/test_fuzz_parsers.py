@@ -20,17 +20,22 @@ TARGETS = ("wire", "keyring", "policy", "trustee", "review", "shares", "checkpoi
 RUNS = 3000
 
 
-@pytest.fixture(scope="module")
-def fuzz_work(tmp_path_factory):
-    return tmp_path_factory.mktemp("fuzz")
-
-
 @pytest.mark.parametrize("target", TARGETS)
-def test_a_short_coverage_guided_run_crashes_nothing(target, fuzz_work):
+def test_a_short_coverage_guided_run_crashes_nothing(target, tmp_path):
+    # each run its own work folder: a run of `shares` rewrites the throwaway key store's
+    # files with what it is fed; the interpreter with torch imported is over libFuzzer's
+    # default 2 GiB memory limit on some machines, so the limit is the machine's
     r = subprocess.run(
-        [sys.executable, "benchmarks/fuzz.py", target, f"-runs={RUNS}", "-seed=26"],
+        [
+            sys.executable,
+            "benchmarks/fuzz.py",
+            target,
+            f"-runs={RUNS}",
+            "-seed=26",
+            "-rss_limit_mb=8192",
+        ],
         cwd=ROOT,
-        env={**os.environ, "KF_FUZZ_WORK": str(fuzz_work)},
+        env={**os.environ, "KF_FUZZ_WORK": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -42,8 +47,8 @@ def test_a_short_coverage_guided_run_crashes_nothing(target, fuzz_work):
 
 
 @pytest.fixture(scope="module")
-def fuzz(fuzz_work):
-    os.environ["KF_FUZZ_WORK"] = str(fuzz_work)
+def fuzz(tmp_path_factory):
+    os.environ["KF_FUZZ_WORK"] = str(tmp_path_factory.mktemp("fuzz"))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import fuzz as module

@@ -514,6 +514,15 @@ def audit_tail(
             typer.echo("  ".join(str(v) for v in _entry_cells(e)))
         sys.stdout.flush()
 
+    import signal
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C or a service manager's SIGTERM ends the tail, even where the shell that started
+    # it in the background set SIGINT to be ignored (Python then installs no handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     after = 0
     with vault(vault_url, token) as c:
         recent: list[dict] = []
