@@ -141,12 +141,11 @@ class Tracker:
             tr.velocity = tuple(float(x) for x in v)  # per frame at fps  # type: ignore[assignment]
         return [i if i is not None else -1 for i in ids], ended
 
-    def age(self, index: int) -> list[Track]:
+    def age(self, index: int) -> None:
         """A frame the detector did not run on: count it as missed for every live track (the
         preview grows their boxes); nothing ends here, the next update decides."""
         for tr in self.tracks.values():
             tr.missed = index - tr.last_index
-        return []
 
     def finish(self) -> list[Track]:
         """End every live track (the stream ended)."""

@@ -22,7 +22,7 @@ from escrow import sealing
 from escrow.sealing import load_private, public_of, unb64, unseal_share
 from escrow.trustee import TrusteeKey, share_aad
 from escrow.truth import iou, load_mot
-from tests.conftest import holds_a_face
+from tests.conftest import escrow_cli, holds_a_face
 from vault import store
 from vault.db import make_engine, session_factory
 from vault.keys import KeyStore, combine_secret
@@ -36,14 +36,7 @@ JFIF = b"\xff\xd8\xff\xe0\x00\x10JFIF"  # how every crop this agent encodes begi
 
 
 def escrow(args, env, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "escrow.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=900,
-    )
+    return escrow_cli(args, env, timeout=900, cwd=cwd)
 
 
 def epoch_key(ks: KeyStore, trustee_files: list[Path], passphrase: str, epoch_id: str):
