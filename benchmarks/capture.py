@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -76,6 +77,7 @@ def warm_detector(clip: Path) -> FrameDetector:
 
 
 DETECTOR: FrameDetector | None = None
+SCHEDULE: dict = {}  # the agent's Schedule fields other than the defaults (--schedule)
 
 
 def capture(source, ring, scorer, tmp: Path, every_frame: bool, on_frame=None) -> dict:
@@ -84,7 +86,7 @@ def capture(source, ring, scorer, tmp: Path, every_frame: bool, on_frame=None) -
     upgrade(url)
     cfg = CaptureConfig(
         CAMERA,
-        schedule=Schedule.reference() if every_frame else Schedule(),
+        schedule=Schedule.reference() if every_frame else Schedule(**SCHEDULE),
         gate=ScoreGate(enabled=not every_frame),
         evidence=FaceEvidence(min_quality=scorer.non_face_below),
     )
@@ -107,6 +109,8 @@ def capture(source, ring, scorer, tmp: Path, every_frame: bool, on_frame=None) -
         on_frame=seen,
         on_sealed=sealed,
     )
+    if agent.scoring is not None:  # a camera starts its scoring process once, at boot
+        agent.scoring.wait_ready()
     t = time.perf_counter()
     summary = agent.run(source)
     wall = time.perf_counter() - t
@@ -213,12 +217,24 @@ def reading_cost(url: str, seconds: float) -> float:
     return (time.process_time() - c0) / (time.monotonic() - t0)
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
+def rss_mib(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes used so far: the agent counts with its
+    scoring process, which time.process_time() does not see."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: float) -> dict:
@@ -232,7 +248,8 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
     cpu: dict[str, list[float]] = {"busy": [], "empty": []}
     memory: list[tuple[float, float]] = []
     period = 105 / 25 + empty_seconds
-    state = {"t0": None, "cpu": time.process_time(), "wall": time.monotonic(), "agent": None}
+    pids: list[int] = [os.getpid()]  # the agent and its scoring process
+    state = {"t0": None, "cpu": cpu_seconds(pids), "wall": time.monotonic(), "agent": None}
 
     def on_frame(frame, faces, summary):
         now = datetime.now(UTC)
@@ -242,10 +259,11 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
             state["t0"] = wall
         if wall - state["wall"] >= 1.0:  # one CPU sample a second, by what the camera shows
             phase = (wall - state["t0"]) % period
-            used = (time.process_time() - state["cpu"]) / (wall - state["wall"])
+            now_cpu = cpu_seconds(pids)
+            used = (now_cpu - state["cpu"]) / (wall - state["wall"])
             cpu["busy" if phase < 105 / 25 else "empty"].append(used)
-            state["cpu"], state["wall"] = time.process_time(), wall
-            memory.append((round(wall - state["t0"], 1), rss_mib()))
+            state["cpu"], state["wall"] = now_cpu, wall
+            memory.append((round(wall - state["t0"], 1), sum(rss_mib(p) for p in pids)))
         if wall - state["t0"] >= seconds:
             state["agent"].request_stop()
 
@@ -262,6 +280,9 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
         on_frame=on_frame,
     )
     state["agent"] = agent
+    agent.scoring.wait_ready()
+    pids.append(agent.scoring.pid)
+    state["cpu"] = cpu_seconds(pids)
     summary = agent.run(src)
     here.send("done")
     camera.terminate()
@@ -283,8 +304,14 @@ def main() -> None:
     ap.add_argument("--live-seconds", type=float, default=60.0, help="0: no live part")
     ap.add_argument("--empty-seconds", type=float, default=5.0, help="empty scene per loop")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument(
+        "--schedule",
+        default="{}",
+        help="the agent's Schedule fields to change, as JSON, e.g. '{\"scan_interval\": 12}'",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    SCHEDULE.update(json.loads(args.schedule))
     clip = get_settings().data_dir / "video" / "arcade-1080p.mp4"
     tmp = Path(tempfile.mkdtemp())
     ring, scorer = keyring(tmp), QualityScorer()

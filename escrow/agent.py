@@ -4,7 +4,8 @@ Real time on a camera's CPU comes from spending the detector only where and when
 needed (the `Schedule`): background subtraction finds what moves; the full detector scans the
 moving regions a few times a second (new faces enter by moving); on every frame in between,
 MTCNN's last stage alone re-finds each live face where the tracker's Kalman filter predicts
-it. Decoding, detection and scoring run on three threads. The VAE spends its L samples on a
+it. Decoding runs on a thread, detection on the loop's, and the VAE in a process of its own
+(escrow.scoring), so the camera's two cores both work. The VAE spends its L samples on a
 crop only when it could beat the track's best so far (`ScoreGate`), and a track is sealed
 only if it shows evidence of being a face (`FaceEvidence`).
 
@@ -19,7 +20,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,12 +31,14 @@ from escrow.boxes import iou, merge_boxes
 from escrow.detect import FrameDetector
 from escrow.keyring import CameraKeyring, FreshKeyring
 from escrow.motion import MotionGate
+from escrow.scoring import Scoring, Where
 from escrow.selection import BestCrops, Candidate, ClipBuffers
 from escrow.sources import Frame, Source
 from escrow.track import Track, Tracker
 from vae.framing import CAPTURE_MARGIN
 
 RECORD_NS = uuid.UUID("8f6c3c1e-2b1d-4f3e-9a53-6f1b2f0c9d11")
+MAX_BATCH = 32  # crops gathered for a busy scorer before the loop waits for it
 
 
 @dataclass
@@ -48,14 +50,15 @@ class Schedule:
     scan_interval: int = 8  # frames between scans of the moving regions for new faces
     track_interval: int = 1  # frames between re-detections around the live tracks
     idle_fps: float = 5.0  # a live source with nothing moving and no face: frames a second
-    score_async: bool = True  # the VAE scores on a thread of its own (False: in the loop)
+    scoring: Where = "process"  # where the VAE runs (escrow.scoring): its own process
     refind_iou: float = 0.4  # a re-found face overlaps its predicted box at least this much
     whole_above: float = 0.5  # moving area (of the frame) above which a scan is one pass
     rescan_seconds: float = 2.0  # the whole frame at least this often, moving or not
+    search_backoff: bool = True  # search for a lost face 1, 2, 4, 8... frames after seen
 
     @classmethod
     def reference(cls) -> Schedule:
-        return cls(every_frame=True, score_async=False)
+        return cls(every_frame=True, scoring="inline")
 
 
 @dataclass
@@ -162,6 +165,18 @@ class CaptureAgent:
         self.motion = MotionGate()  # where to detect, and what the preview must hide
         self.moving: list = []  # this frame's moving regions
         self._stop = False
+        self.scoring: Scoring | None = None
+        self.start_scoring()
+
+    def start_scoring(self) -> Scoring:
+        """Start the quality model where the schedule puts it (a process starts now, so its
+        start-up overlaps the camera's own); run() stops it when it ends."""
+        if self.scoring is None:
+            gate = self.cfg.gate
+            self.scoring = Scoring(
+                self.scorer, self.cfg.schedule.scoring, gate.enabled, gate.slack, self.margin
+            )
+        return self.scoring
 
     def request_stop(self) -> None:
         """Ask the loop to end after the current frame, sealing every live track: safe to
@@ -244,9 +259,10 @@ class CaptureAgent:
         whole = [(0.0, 0.0, float(w), float(h))]
         live = list(self.tracker.tracks.values())
         predicted = [tr.predicted(frame.time, self.fps) for tr in live]
-        t = frame.time.timestamp()
-        regions = None
-        if self._last_rescan is None or t - self._last_rescan >= sch.rescan_seconds:
+        self._unseen = [frame.index - tr.last_index for tr in live]  # frames since seen
+        t = frame.time  # datetimes, exact to the microsecond: a file's scans fall on the same
+        regions = None  # frames whenever it is run (float seconds since 1970 did not)
+        if self._last_rescan is None or t - self._last_rescan >= self._rescan_every:
             self._last_rescan, regions = t, whole  # a face that stands still is found too
         elif frame.index - self._last_scan_index >= sch.scan_interval:
             area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in moving)
@@ -266,7 +282,7 @@ class CaptureAgent:
         # A face re-found far from where its track predicted it is a neighbour's face (the
         # predicted one is hidden behind it): taking it would hand one person's track to
         # another. Where two tracks re-find one face, the closer prediction keeps it.
-        predicted = plan[-1]
+        predicted, sch = plan[-1], self.cfg.schedule
         refound = [
             (iou(d.box, p), d) if d is not None else (0.0, None)
             for d, p in zip(self.detector.refine(frame.bgr, predicted), predicted, strict=True)
@@ -277,8 +293,15 @@ class CaptureAgent:
                 found.append(d)
         # A face O-Net did not re-find where it was predicted (it moved more than the filter
         # knew: a young track has no velocity yet) is looked for by MTCNN in a region around
-        # the prediction, all such regions in one pass.
-        missed = [p for (overlap, _), p in zip(refound, predicted, strict=True) if overlap < floor]
+        # the prediction, all such regions in one pass. A face unseen for longer is mostly
+        # hidden or turned away, and searching for it on every frame cost a fifth of the
+        # loop's time: it is searched 1, 2, 4, 8... frames after it was last seen (the scans
+        # of the moving regions look everywhere meanwhile).
+        missed = [
+            p
+            for (overlap, _), p, unseen in zip(refound, predicted, self._unseen, strict=True)
+            if overlap < floor and (unseen & (unseen - 1) == 0 or not sch.search_backoff)
+        ]
         missed = [p for p in missed if all(iou(p, o.box) < 0.3 for o in found)]
         if missed:
             regions = []
@@ -294,25 +317,40 @@ class CaptureAgent:
         """Each crop's track's best score so far: what the crop must beat to matter."""
         return [c.quality if (c := self.best.get(t)) is not None else -np.inf for _, t in pairs]
 
-    def _score(self, crops: list, floors: list[float]) -> list[float | None]:
-        """Quality of a frame's crops, one batch; None where the gate found the crop cannot
-        beat its track's best (runs on the scoring thread: touches no agent state)."""
-        if not crops:
-            return []
-        # the sealed crop is cut at the detector's margin; the scorer takes its own framing
-        if self.cfg.gate.enabled and hasattr(self.scorer, "score_above"):
-            extra = {} if self.cfg.gate.slack is None else {"slack": self.cfg.gate.slack}
-            qs = self.scorer.score_above(crops, floors, "bgr", self.margin, **extra)
-        else:
-            qs = self.scorer.score(crops, order="bgr", crop_margin=self.margin)
-        return [None if np.isnan(q) else float(q) for q in qs]
+    def _queue_scores(self, frame: Frame, pairs: list, crops: list) -> None:
+        """Hand a frame's crops to the scorer. While it is busy, frames' crops gather and go
+        as one batch when it is free (the VAE costs 3 ms a crop in a batch of 10, 7 ms
+        alone); a batch past MAX_BATCH waits for the scorer, which bounds memory when
+        scoring falls behind."""
+        self._buffer.append((frame, pairs, crops, self._floors(pairs)))
+        busy = self._inflight is not None and not self._inflight.done()
+        waiting = sum(len(b[2]) for b in self._buffer)
+        if busy and waiting < MAX_BATCH and self.cfg.schedule.scoring != "inline":
+            return
+        if busy:
+            self._inflight.result()
+        self._submit()
+
+    def _submit(self) -> None:
+        if not self._buffer:
+            return
+        crops = [c for b in self._buffer for c in b[2]]
+        floors = [f for b in self._buffer for f in b[3]]
+        job = self._inflight = self._scoring.submit(crops, floors)
+        at = 0
+        for frame, pairs, part, _ in self._buffer:
+            self._pending.append((frame, pairs, job, at, at + len(part)))
+            at += len(part)
+        self._buffer.clear()
 
     def _apply_scores(self, summary: CaptureSummary, wait: bool) -> None:
         """Take the scores that came back, in frame order (all of them with `wait`): each
         crop's quality into its track's history, its best, its clip."""
+        if wait:
+            self._submit()
         while self._pending and (wait or self._pending[0][2].done()):
-            frame, pairs, job = self._pending.popleft()
-            for (d, tid), q in zip(pairs, job.result(), strict=True):
+            frame, pairs, job, at, end = self._pending.popleft()
+            for (d, tid), q in zip(pairs, job.result()[at:end], strict=True):
                 if q is None:
                     if self.clips:
                         self.clips.add(tid, d.crop, False)
@@ -325,11 +363,21 @@ class CaptureAgent:
                 if self.clips:
                     self.clips.add(tid, d.crop, new_best)
 
+    def _seal_scored(self, source_key: str, summary: CaptureSummary) -> None:
+        """Seal the ended tracks whose every crop has been scored: a track that ended at
+        frame i waits (without holding up the loop) until the scores of frames <= i came
+        back."""
+        unscored = [e[0].index for e in (*self._pending, *self._buffer)]
+        oldest = min(unscored, default=None)
+        while self._ended and (oldest is None or self._ended[0][0] < oldest):
+            self._seal_and_store(source_key, self._ended.popleft()[1], summary)
+
     def _loop(self, source: Source, source_key: str, summary: CaptureSummary, seen: set) -> None:
-        """Decoding runs on the source's thread and scoring on the scorer's, so the two cores
-        work on three frames at once: decode the next, detect and track this one, score the
-        previous one's crops. A track is sealed only once every crop of it was scored."""
+        """Decoding runs on the source's thread and scoring in its own process, so the two
+        cores work on three frames at once: decode the next, detect and track this one,
+        score earlier ones' crops. A track is sealed only once every crop of it was scored."""
         live = getattr(source, "live", False)
+        inline = self.cfg.schedule.scoring == "inline"
         for frame in source:
             started = time.monotonic()
             plan = self._plan(frame)
@@ -346,15 +394,15 @@ class CaptureAgent:
                 pairs = [(d, tid) for d, tid in zip(dets, ids, strict=True) if tid != -1]
                 seen.update(tid for _, tid in pairs)
                 crops = [d.crop for d, _ in pairs]  # cut now: the frame is not kept
-                job = self._scoring.submit(self._score, crops, self._floors(pairs))
-                self._pending.append((frame, pairs, job))
+                self._queue_scores(frame, pairs, crops)
                 faces = [(d, tid, None) for d, tid in pairs]
-                self._apply_scores(summary, wait=bool(ended) or not self.cfg.schedule.score_async)
-                if not self.cfg.schedule.score_async:
-                    qualities = job.result()
+                if inline:
+                    job, at, end = self._pending[-1][2:]
+                    qualities = job.result()[at:end]
                     faces = [(d, tid, q) for (d, tid), q in zip(pairs, qualities, strict=True)]
-                for tr in ended:
-                    self._seal_and_store(source_key, tr, summary)
+                self._apply_scores(summary, wait=inline)
+                self._ended.extend((frame.index, tr) for tr in ended)
+            self._seal_scored(source_key, summary)
             summary.frames += 1
             if self.on_frame:
                 self.on_frame(frame, faces, summary)
@@ -365,6 +413,7 @@ class CaptureAgent:
                 # newest frame a fifth of a second from now is as good as every frame
                 time.sleep(max(0.0, 1 / self.cfg.schedule.idle_fps - (time.monotonic() - started)))
         self._apply_scores(summary, wait=True)
+        self._seal_scored(source_key, summary)
 
     def run(self, source: Source) -> CaptureSummary:
         summary = CaptureSummary()
@@ -377,12 +426,25 @@ class CaptureAgent:
             records.register_epochs(s, self.keyring.certs)
         self._registered = {c.epoch_id for c in self.keyring.certs}
         self._last_rescan = None
+        self._rescan_every = timedelta(seconds=self.cfg.schedule.rescan_seconds)
         self._last_scan_index = self._last_track_index = -(10**9)
+        # the detector and the scoring process are loaded before the first frame is read: a
+        # live source is read from the present on, not from a backlog made while they load
+        self._scoring = self.start_scoring()
+        if getattr(source, "shape", None) is not None and hasattr(self.detector, "warm"):
+            self.detector.warm(source.shape)
+        self._scoring.wait_ready()
         t0 = datetime.now(UTC)
         seen_tracks: set[int] = set()
-        self._pending: deque = deque()
-        with ThreadPoolExecutor(1, thread_name_prefix="face-score") as self._scoring:
+        self._pending: deque = deque()  # (frame, pairs, job, slice) scores not yet applied
+        self._buffer: list = []  # frames' crops waiting for the scorer to be free
+        self._inflight = None
+        self._ended: deque = deque()  # (frame index, track) ended, waiting for scores
+        try:
             self._loop(source, source_key, summary, seen_tracks)
+        finally:
+            self._scoring.close()
+            self.scoring = None
         for tr in self.tracker.finish():
             self._seal_and_store(source_key, tr, summary)
         summary.tracks = len(seen_tracks)

@@ -41,8 +41,9 @@ class MotionGate:
 
     def __call__(self, bgr: np.ndarray) -> list[Box]:
         h, w = bgr.shape[:2]
-        step = max(1, w // self.width)  # every step-th pixel: a blur would cost more than
-        small = np.ascontiguousarray(bgr[::step, ::step])  # the subtraction itself
+        step = max(1, w // self.width)  # every step-th pixel (nearest neighbour): a blur
+        size = (-(-w // step), -(-h // step))  # would cost more than the subtraction itself
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)
         scale = small.shape[1] / w
         mask = self.subtractor.apply(small)
         self.frames += 1

@@ -21,6 +21,8 @@ import numpy as np
 
 from vae.data import IMAGE_SUFFIXES
 
+STALE_AFTER_S = 1.0  # a live stream opened longer ago than this is reopened to be read
+
 
 class SourceError(Exception):
     """The source cannot be read at all (missing, not a video, no frames)."""
@@ -188,13 +190,15 @@ class Source:
             if not self.files:
                 raise SourceError(f"no image frames in folder: {spec}")
             self.fps = 25.0
+            self.shape = None  # the folder's frames may differ in size
             self.status.frames_expected = len(self.files)
         else:
             self.cap = self._open()
             ok, first = self.cap.read()
             if not ok or first is None:
                 raise SourceError(f"not a readable video (or no frames): {spec}")
-            self._first = first
+            self._first, self._opened_at = first, time.monotonic()
+            self.shape: tuple[int, ...] | None = first.shape  # what the detector warms up for
             self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
             n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             self.status.frames_expected = n if (n > 0 and not self.live) else None
@@ -243,6 +247,12 @@ class Source:
         """Newest frame first: while the agent works on one frame, the reader keeps reading
         and replaces what waits; a dropped stream is reopened with backoff."""
         index, first = 0, (self._first, self.clock())
+        if time.monotonic() - self._opened_at > STALE_AFTER_S:
+            # opened a while ago (the agent loaded its models meanwhile): what waits in the
+            # connection's buffers is the past, stamped with the present if read now, so the
+            # stream is opened afresh and read from now on
+            self.cap.release()
+            self.cap, first = self._open(), None
         while True:
             reader = NewestFrame(self.cap.read, self.clock)
             try:

@@ -73,6 +73,7 @@ class Tracker:
         self.tracks: dict[int, Track] = {}
         self._tracklet: dict[int, object] = {}  # our id -> ByteTrack's tracklet
         self._next = 1
+        self._origin: datetime | None = None  # the first frame's time
 
     def update(
         self,
@@ -93,7 +94,10 @@ class Tracker:
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = self._bt.update(dets, timestamp=t.timestamp())
+            # seconds since the first frame, not since 1970: the filter's time steps are then
+            # exact (index / fps), so the same file tracks the same way whenever it is run
+            self._origin = self._origin or t
+            out = self._bt.update(dets, timestamp=(t - self._origin).total_seconds())
         by_tracklet = {id(tl): tid for tid, tl in self._tracklet.items()}
         fresh = [
             tl for tl in self._bt.tracks if id(tl) not in by_tracklet and tl.time_since_update == 0

@@ -28,12 +28,14 @@ def encode(frames: list[np.ndarray], quality: int = 85) -> list[bytes]:
 class MjpegCamera:
     """Serves `schedule()`'s JPEG frames at `fps` on http://127.0.0.1:<port>/stream.mjpg to
     one client at a time; the stream ends when the schedule does. `sent` counts frames sent,
-    `sent_at` when each was (wall clock), to tell which frame a record came from."""
+    `sent_at` when each was (wall clock) and `sent_n` which of the schedule's frames, to tell
+    which frame a record came from."""
 
     def __init__(self, schedule: Callable[[], Iterator[bytes]], fps: float = 25.0):
         self.schedule, self.fps = schedule, fps
         self.sent = 0
         self.sent_at: list[float] = []  # wall-clock time each frame was sent (time.time())
+        self.sent_n: list[int] = []  # which frame of its connection's schedule each was
         self.started: float | None = None
         camera = self
 
@@ -61,6 +63,7 @@ class MjpegCamera:
                             + b"\r\n"
                         )
                         camera.sent_at.append(time.time())
+                        camera.sent_n.append(n)
                         camera.sent += 1
                 except (BrokenPipeError, ConnectionResetError):
                     return
