@@ -7,10 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +16,7 @@ from sqlalchemy import select
 from escrow import sealing
 from escrow.sealing import KeyStoreError, load_private, public_of, unb64, unseal_share
 from escrow.trustee import approval_aad, share_aad
-from tests.conftest import PASSPHRASE, free_port
+from tests.conftest import PASSPHRASE, ServeProcess
 from vault.keys import combine_secret
 from vault.models import Approval, OpeningRequest
 from vault.openings import digest
@@ -272,28 +269,15 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
         "ESCROW_DATABASE_URL": url,
         "ESCROW_KEYS_DIR": str(api.keystore.root),
     }
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "escrow.cli", "serve", "--port", str(p), "--no-sweep"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for p in ports
-    ]
+    replicas = []
     try:
-        clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30) for p in ports]
-        deadline = time.monotonic() + 60
+        for i in (1, 2):  # started together; each binds a free port and announces it
+            replicas.append(ServeProcess(env, tmp_path, "--no-sweep", name=f"replica-{i}"))
+        for r in replicas:
+            r.ready()
+        clients = [httpx.Client(base_url=r.url, timeout=30) for r in replicas]
         for c in clients:
-            while True:
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "escrow serve did not start"
-                time.sleep(0.2)
+            assert c.get("/health").status_code == 200
         one, two = clients
         created = one.post(
             "/requests",
@@ -321,9 +305,8 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
         for c in clients:
             c.close()
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+        for r in replicas:
+            r.stop(10)
 
 
 def test_a_rebuilt_key_never_reaches_disk_and_epoch_keys_are_per_camera(api):
