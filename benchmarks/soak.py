@@ -499,8 +499,8 @@ def opening(
     )
     listed = people["investigator"][b].warrant_records(w["id"])
     ids = [r["id"] for r in listed][:open_records]
-    if not ids:
-        return {"n": n + 1, "warrant": w["id"], "released": 0, "note": "no record in scope"}
+    if not ids:  # the cameras' records of the last `window` have not reached the vault
+        raise RuntimeError(f"no record in scope of warrant {w['id']} ({window} back)")
     created = people["investigator"][a].create_request(w["id"], ids, f"soak opening {n + 1}")
     rid, secret = created["request"]["id"], created["fetch_secret"]
     for who, idx in (("Trustee A", a), ("Trustee B", b)):

@@ -309,6 +309,41 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
             r.stop(10)
 
 
+def test_replicas_making_the_vaults_keys_at_once_all_use_the_first(tmp_path, monkeypatch):
+    """Replicas starting together on a fresh key store each find no warrant key (and no
+    console key) and make one: whichever is written first is the one every replica uses, so a
+    warrant one replica signs, the others verify. Before, a second replica replaced the
+    first's file after the first had read it, or failed on the first's temporary file (seen
+    in the soak: `escrow serve` exited at start)."""
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.conftest import make_authority
+    from vault import keys
+    from vault.console.session import ConsoleKey
+
+    ks, _ = make_authority(tmp_path / "keys", datetime.now(UTC), cameras=())
+    make = {
+        "warrant-signing.key": lambda: ed25519.Ed25519PrivateKey.generate().private_bytes_raw(),
+        "console-session.key": Fernet.generate_key,
+    }
+    real, theirs = keys.create_once, {}
+
+    def racing(path, data):  # the other replica writes its key between our check and ours
+        theirs[path.name] = make[path.name]()
+        real(path, theirs[path.name])
+        real(path, data)
+
+    monkeypatch.setattr(keys, "create_once", racing)
+    assert ks.warrant_signer().private_bytes_raw() == theirs["warrant-signing.key"]
+    assert ConsoleKey(ks.root).raw() == theirs["console-session.key"]
+    monkeypatch.undo()
+    assert ks.warrant_signer().private_bytes_raw() == theirs["warrant-signing.key"]  # kept
+    for name in theirs:
+        assert (ks.root / name).stat().st_mode & 0o777 == 0o600
+    assert not list(ks.root.glob(".*"))  # no temporary file left behind
+
+
 def test_a_rebuilt_key_never_reaches_disk_and_epoch_keys_are_per_camera(api):
     """The certificates name their camera; a camera cannot seal to another camera's key."""
     from escrow.keyring import CameraKeyring
