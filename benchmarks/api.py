@@ -104,11 +104,11 @@ def main() -> None:
         )
         for t in trustees[:2]
     ]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    sock = socket.socket()  # handed to uvicorn bound: never let go and bound again
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(ctx), port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"

@@ -1,7 +1,8 @@
 """The validated policy schema: retention, key epochs, k-of-n openings, legal holds, sweeps.
 
 Policy files are TOML (read with the standard library). Durations are written "30m", "72h",
-"7d" or "2w". Unknown keys are errors, so a typo never silently falls back to a default.
+"7d" or "2w"; "30s" too, for a sweeper that must run more than once a minute (a soak test, a
+short demonstration). Unknown keys are errors, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_duration(v: object) -> timedelta:
     if isinstance(v, timedelta):
         return v
-    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(v))
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", str(v))
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"not a positive duration like '72h' or '7d': {v!r}")
     try:

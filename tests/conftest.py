@@ -4,6 +4,8 @@ the tests that need it skip on a user's machine and fail in CI (CI=true)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -356,12 +358,75 @@ class LiveServer:
         self.thread.join(10)
 
 
-def free_port() -> int:
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A local port that refuses connections while the block runs ("nothing listens there"):
+    bound and never listening, so no other process can take it meanwhile, as it could a port
+    only found free and let go."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
+
+
+class ServeProcess:
+    """`escrow serve --port 0` in a subprocess, as an operator starts it: the server binds a
+    free port itself and announces it in its --port-file once it accepts connections, so no
+    port is picked, let go and raced for. Its stdout and stderr go to `name`.log."""
+
+    def __init__(self, env: dict, workdir: Path, *args: str, name: str = "serve"):
+        import subprocess
+        import sys
+
+        self.port_file, self.log = workdir / f"{name}.port", workdir / f"{name}.log"
+        self.port_file.unlink(missing_ok=True)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "escrow.cli", "serve", "--port", "0"]
+                + ["--port-file", str(self.port_file), *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        self.port, self.url = 0, ""
+
+    def ready(self, timeout: float = 90) -> ServeProcess:
+        """Wait until the server has announced its port (it accepts connections from then
+        on); its log in the failure when it exits or takes longer than `timeout`."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.port_file.exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"escrow serve exited {self.proc.returncode}:\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"escrow serve did not start:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        self.port = int(self.port_file.read_text())
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (a service manager's stop), then the exit status."""
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
 
 
 def pytest_configure(config):

@@ -26,9 +26,9 @@ from tests.conftest import (
     LiveServer,
     epoch_key,
     escrow_cli,
-    free_port,
     holds_a_face,
     make_authority,
+    refused_port,
 )
 from vault import audit, store, tokens
 from vault.db import make_engine, session_factory
@@ -58,23 +58,24 @@ def camera(tmp_path_factory, data_dir):
         "ESCROW_KEYS_DIR": str(root / "no-keys-on-a-camera"),
         "ESCROW_TOKEN": "kfe_the-vault-is-not-up-yet",
     }
-    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    r = escrow(
-        [
-            "capture",
-            data_dir / "video" / "arcade-1080p.mp4",
-            "--camera-id",
-            "arcade",
-            "--keyring",
-            root / "keyring.json",
-            "--vault-url",
-            down,
-            "--send-timeout",
-            "2",
-            "--json",
-        ],
-        env,
-    )
+    with refused_port() as port:  # nothing listens there while the camera captures
+        down = f"http://127.0.0.1:{port}"
+        r = escrow(
+            [
+                "capture",
+                data_dir / "video" / "arcade-1080p.mp4",
+                "--camera-id",
+                "arcade",
+                "--keyring",
+                root / "keyring.json",
+                "--vault-url",
+                down,
+                "--send-timeout",
+                "2",
+                "--json",
+            ],
+            env,
+        )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     waiting = rows(env["ESCROW_DATABASE_URL"])
@@ -287,31 +288,32 @@ def test_a_keyring_of_another_authority_is_refused_at_ingest(db_url, tmp_path, s
 
 
 def test_cli_client_errors_are_one_line(tmp_path):
-    env = {**os.environ, "ESCROW_VAULT_URL": f"http://127.0.0.1:{free_port()}"}
-    env.pop("ESCROW_TOKEN", None)
-    r = escrow(["warrant", "list"], env)
-    assert r.returncode == 2 and "no API token" in r.stderr and "Traceback" not in r.stderr
-    r = escrow(["warrant", "list", "--token", "kfe_x"], env)
-    assert r.returncode == 5 and "unreachable" in r.stderr and "Traceback" not in r.stderr
-    r = escrow(
-        [
-            "warrant",
-            "create",
-            "--case",
-            "c",
-            "--basis",
-            "b",
-            "--camera",
-            "a",
-            "--from",
-            "2026-01-01T00:00",
-            "--to",
-            "2026-01-02T00:00Z",
-            "--valid-until",
-            "2026-02-01T00:00Z",
-            "--token",
-            "kfe_x",
-        ],
-        env,
-    )
-    assert r.returncode == 2 and "time zone" in r.stderr
+    with refused_port() as port:  # nothing listens there
+        env = {**os.environ, "ESCROW_VAULT_URL": f"http://127.0.0.1:{port}"}
+        env.pop("ESCROW_TOKEN", None)
+        r = escrow(["warrant", "list"], env)
+        assert r.returncode == 2 and "no API token" in r.stderr and "Traceback" not in r.stderr
+        r = escrow(["warrant", "list", "--token", "kfe_x"], env)
+        assert r.returncode == 5 and "unreachable" in r.stderr and "Traceback" not in r.stderr
+        r = escrow(
+            [
+                "warrant",
+                "create",
+                "--case",
+                "c",
+                "--basis",
+                "b",
+                "--camera",
+                "a",
+                "--from",
+                "2026-01-01T00:00",
+                "--to",
+                "2026-01-02T00:00Z",
+                "--valid-until",
+                "2026-02-01T00:00Z",
+                "--token",
+                "kfe_x",
+            ],
+            env,
+        )
+        assert r.returncode == 2 and "time zone" in r.stderr

@@ -7,10 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +16,7 @@ from sqlalchemy import select
 from escrow import sealing
 from escrow.sealing import KeyStoreError, load_private, public_of, unb64, unseal_share
 from escrow.trustee import approval_aad, share_aad
-from tests.conftest import PASSPHRASE, free_port
+from tests.conftest import PASSPHRASE, ServeProcess
 from vault.keys import combine_secret
 from vault.models import Approval, OpeningRequest
 from vault.openings import digest
@@ -272,28 +269,15 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
         "ESCROW_DATABASE_URL": url,
         "ESCROW_KEYS_DIR": str(api.keystore.root),
     }
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "escrow.cli", "serve", "--port", str(p), "--no-sweep"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for p in ports
-    ]
+    replicas = []
     try:
-        clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=30) for p in ports]
-        deadline = time.monotonic() + 60
+        for i in (1, 2):  # started together; each binds a free port and announces it
+            replicas.append(ServeProcess(env, tmp_path, "--no-sweep", name=f"replica-{i}"))
+        for r in replicas:
+            r.ready()
+        clients = [httpx.Client(base_url=r.url, timeout=30) for r in replicas]
         for c in clients:
-            while True:
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "escrow serve did not start"
-                time.sleep(0.2)
+            assert c.get("/health").status_code == 200
         one, two = clients
         created = one.post(
             "/requests",
@@ -321,9 +305,43 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
         for c in clients:
             c.close()
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+        for r in replicas:
+            r.stop(10)
+
+
+def test_replicas_making_the_vaults_keys_at_once_all_use_the_first(tmp_path, monkeypatch):
+    """Replicas starting together on a fresh key store each find no warrant key (and no
+    console key) and make one: whichever is written first is the one every replica uses, so a
+    warrant one replica signs, the others verify. Before, a second replica replaced the
+    first's file after the first had read it, or failed on the first's temporary file (seen
+    in the soak: `escrow serve` exited at start)."""
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.conftest import make_authority
+    from vault import keys
+    from vault.console.session import ConsoleKey
+
+    ks, _ = make_authority(tmp_path / "keys", datetime.now(UTC), cameras=())
+    make = {
+        "warrant-signing.key": lambda: ed25519.Ed25519PrivateKey.generate().private_bytes_raw(),
+        "console-session.key": Fernet.generate_key,
+    }
+    real, theirs = keys.create_once, {}
+
+    def racing(path, data):  # the other replica writes its key between our check and ours
+        theirs[path.name] = make[path.name]()
+        real(path, theirs[path.name])
+        real(path, data)
+
+    monkeypatch.setattr(keys, "create_once", racing)
+    assert ks.warrant_signer().private_bytes_raw() == theirs["warrant-signing.key"]
+    assert ConsoleKey(ks.root).raw() == theirs["console-session.key"]
+    monkeypatch.undo()
+    assert ks.warrant_signer().private_bytes_raw() == theirs["warrant-signing.key"]  # kept
+    for name in theirs:
+        assert (ks.root / name).stat().st_mode & 0o777 == 0o600
+    assert not list(ks.root.glob(".*"))  # no temporary file left behind
 
 
 def test_a_rebuilt_key_never_reaches_disk_and_epoch_keys_are_per_camera(api):

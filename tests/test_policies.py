@@ -70,8 +70,17 @@ def test_invalid_policies_say_where(tmp_path, text, where):
 def test_durations():
     assert parse_duration("90m") == timedelta(minutes=90)
     assert parse_duration(" 2w ") == timedelta(weeks=2)
-    with pytest.raises(ValueError):
-        parse_duration("3 days")
+    assert parse_duration("45s") == timedelta(seconds=45)  # a soak's sweeper, a demo's
+    for bad in ("3 days", "0s", "1.5m", "-5s", "s"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_the_trail_names_a_retention_as_the_policy_writes_it():
+    from vault.retention import _period
+
+    got = [_period(parse_duration(d)) for d in ("45s", "90s", "120s", "90m", "72h", "2w")]
+    assert got == ["45s", "90s", "2m", "90m", "3d", "2w"]
 
 
 def test_policy_check_command(tmp_path):

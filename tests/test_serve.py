@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from conftest import free_port, make_authority
+from conftest import ServeProcess, make_authority
 from sqlalchemy import func, select
 
 from escrow.keyring import CameraKeyring
@@ -45,36 +45,24 @@ def test_serve_runs_the_api_and_catches_up_on_sweeps(tmp_path):
         store.put(factory, [(sealed, i, 0.0)], t, t + timedelta(hours=72))
     assert _count(factory) == 3
 
-    port = free_port()
     env = {**os.environ, "ESCROW_KEYS_DIR": str(ks.root), "ESCROW_DATABASE_URL": url}
-    p = subprocess.Popen(
-        [sys.executable, "-m", "escrow.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = ServeProcess(env, tmp_path)  # --port 0: the port it bound is in its port file
     try:
+        server.ready()
+        base = server.url
+        assert httpx.get(f"{base}/health").status_code == 200  # accepting once announced
+        assert httpx.get(f"{base}/docs").status_code == 200
+        assert httpx.get(f"{base}/warrants").status_code == 401
         deadline = time.monotonic() + 60
-        while True:
-            assert p.poll() is None, p.stderr.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
-        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/warrants").status_code == 401
         while _count(factory) != 1:  # the sweep at start erases the two expired records
             assert time.monotonic() < deadline, "the sweeper did not run at start"
             time.sleep(0.2)
     finally:
-        p.send_signal(signal.SIGTERM)
-        out, errs = p.communicate(timeout=30)
+        rc = server.stop()
+    errs = server.output()
     # uvicorn shuts down gracefully, then re-raises the signal it caught
-    assert p.returncode in (0, -signal.SIGTERM), errs[-2000:]
+    assert rc in (0, -signal.SIGTERM), errs[-2000:]
+    assert f"listening on {base}\n" in errs and server.port != 0
     assert "Application shutdown complete" in errs
     assert "sweeper on" in errs and "retention sweep: {'skipped': False, 'erased': 2" in errs
     with factory() as s:
@@ -91,10 +79,47 @@ def test_serve_refuses_to_start_without_an_authority(tmp_path):
         "ESCROW_DATABASE_URL": f"sqlite:///{tmp_path / 'v.db'}",
     }
     r = subprocess.run(
-        [sys.executable, "-m", "escrow.cli", "serve", "--port", str(free_port())],
+        [sys.executable, "-m", "escrow.cli", "serve", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 2 and "escrow keys init" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_on_an_explicit_port_binds_that_port_or_says_why_not(tmp_path):
+    """An explicit --port is bound as given: a second server asking for the port the first
+    one took fails at start with uvicorn's one line and exit 3, never a traceback; a port
+    file in a missing folder is refused before anything starts."""
+    ks, _ = make_authority(tmp_path / "keys", datetime.now(UTC), ("cam",), epochs=1)
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    upgrade(url)
+    env = {**os.environ, "ESCROW_KEYS_DIR": str(ks.root), "ESCROW_DATABASE_URL": url}
+    first = ServeProcess(env, tmp_path, "--no-sweep")
+    try:
+        first.ready()
+        taken = subprocess.run(
+            [sys.executable, "-m", "escrow.cli", "serve", "--port", str(first.port), "--no-sweep"]
+            + ["--port-file", str(tmp_path / "second.port")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert httpx.get(f"{first.url}/health").status_code == 200  # the first still serves
+    finally:
+        first.stop()
+    assert taken.returncode == 3, taken.stderr[-2000:]
+    assert "address already in use" in taken.stderr and "Traceback" not in taken.stderr
+    assert "listening on" not in taken.stderr and not (tmp_path / "second.port").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "escrow.cli", "serve", "--port", "0"]
+        + ["--port-file", str(tmp_path / "missing" / "port")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--port-file: no folder" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -29,6 +29,7 @@ the live database and in any backup of it, is then unreadable to anyone, trustee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict
@@ -99,6 +100,25 @@ def _write_file(path: Path, data: bytes, private: bool) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def create_once(path: Path, data: bytes) -> None:
+    """Create the private file `path` holding `data`, unless it exists. Written whole to a
+    file of this process's own, then linked into place: processes racing to create it (two
+    replicas starting on a fresh key store) all end up reading the one that came first,
+    never half a file, never one replaced after another process read and used its own."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process came first: keep its
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _shred_file(path: Path) -> bool:
@@ -276,12 +296,12 @@ class KeyStore:
     def warrant_signer(self) -> ed25519.Ed25519PrivateKey:
         """The vault's warrant key: signs each warrant at issue so that a later edit of its
         scope in the database is detected. Usable without the trustees (issuing a warrant
-        must not need them); created on first use."""
+        must not need them); created on first use, by whichever replica comes first (the
+        others sign with that one: a warrant one replica signs, every other one verifies)."""
         path = self.root / "warrant-signing.key"
         if not path.exists():
             self.info()  # no authority, no warrants
-            key = ed25519.Ed25519PrivateKey.generate()
-            _write_file(path, key.private_bytes_raw(), True)
+            create_once(path, ed25519.Ed25519PrivateKey.generate().private_bytes_raw())
         return ed25519.Ed25519PrivateKey.from_private_bytes(path.read_bytes())
 
     # -- epochs ---------------------------------------------------------------------------

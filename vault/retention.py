@@ -70,8 +70,11 @@ class SweepResult:
 
 
 def _period(d: timedelta) -> str:
-    """'72h', '7d', '90m': how a policy writes a duration."""
-    minutes = int(d.total_seconds() // 60)
+    """'72h', '7d', '90m', '30s': how a policy writes a duration."""
+    seconds = int(d.total_seconds())
+    if seconds % 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
     for unit, size in (("w", 7 * 1440), ("d", 1440), ("h", 60)):
         if minutes % size == 0:
             return f"{minutes // size}{unit}"

@@ -450,10 +450,38 @@ def build_context(policy: Path | None, sweeper: bool):
     return ctx
 
 
+def _url(host: str, port: int, tls: bool) -> str:
+    """How a client reaches this server: an IPv6 address goes in brackets."""
+    return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _announce(port: int, url: str, port_file: Path | None) -> None:
+    """Say where the server listens, once it accepts connections: a line on stderr and, with
+    --port-file, the port in that file. The file is written whole and renamed into place, so
+    a process waiting for it (a test, a supervisor) never reads half a number."""
+    if port_file is not None:
+        tmp = port_file.with_name(port_file.name + ".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(port_file)
+    typer.echo(f"listening on {url}", err=True)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8750,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port; 0 takes a free one (announced, see --port-file)."
+        ),
+    ] = 8750,
+    port_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the port actually bound here once the server accepts connections "
+            "(with --port 0: no port is picked, freed and raced for)."
+        ),
+    ] = None,
     policy: Annotated[
         Path | None, typer.Option(help="Policy TOML (default: ESCROW_POLICY or shipped).")
     ] = None,
@@ -464,22 +492,39 @@ def serve(
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
 ) -> None:
     """Serve the warrant-gated vault API (OpenAPI at /docs). Put it behind TLS: pass
-    --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy; shares and crops cross it."""
+    --ssl-certfile/--ssl-keyfile or a TLS-terminating proxy; shares and crops cross it.
+    Once it accepts connections it prints `listening on URL` (the port it bound: with
+    --port 0 the system picks a free one)."""
+    import contextlib
     import logging
+    import sys
 
     import uvicorn
 
     from vault.api import create_app
 
+    if port_file is not None and not port_file.parent.is_dir():
+        raise UserError(f"--port-file: no folder {port_file.parent}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     ctx = build_context(policy, sweep)
+    tls = ssl_certfile is not None
     typer.echo(
-        f"vault API on http://{host}:{port} (docs at /docs); "
+        f"vault API on {_url(host, port, tls) if port else 'a free port'} (docs at /docs); "
         f"{ctx.required_approvals} trustee approvals per opening; "
         f"sweeper {'on, every ' + str(ctx.policy.sweep.every) if sweep else 'off'}",
         err=True,
     )
-    uvicorn.run(
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, announcing the port it bound once it has started."""
+
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets=sockets)  # exits the process if it cannot bind
+            if self.started:
+                bound = self.servers[0].sockets[0].getsockname()[1]
+                _announce(bound, _url(host, bound, tls), port_file)
+
+    config = uvicorn.Config(
         create_app(ctx),
         host=host,
         port=port,
@@ -487,3 +532,8 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it caught
+        server.run()
+    if not server.started:  # as uvicorn.run: a port taken or a failed start is exit 3
+        sys.exit(3)

@@ -13,13 +13,14 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from vault import keys
 
 COOKIE = "kfe_session"
 LOGIN_COOKIE = "kfe_login"
@@ -33,15 +34,8 @@ class ConsoleKey:
         self.path = Path(keys_dir) / KEY_FILE
 
     def raw(self) -> bytes:
-        if not self.path.exists():
-            key = Fernet.generate_key()
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another replica made it first
-                pass
-            else:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(key)
+        if not self.path.exists():  # another replica may be making it now: its wins, whole
+            keys.create_once(self.path, Fernet.generate_key())
         return self.path.read_bytes().strip()
 
     def fernet(self) -> Fernet:
