@@ -92,6 +92,29 @@ def test_a_validation_detail_names_few_errors_and_no_input(api):
     assert "1e+308" not in detail and "1e308" not in detail
 
 
+UNREADABLE = {
+    "not UTF-8": b'{"reason": "\xff\xfe"}',
+    "nested too deep": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("body", list(UNREADABLE.values()), ids=list(UNREADABLE))
+def test_a_json_body_that_cannot_be_parsed_is_a_declared_422(api, body):
+    """Found by the stateful fuzzer: a body JSON's parser cannot read for another reason
+    than its syntax (bytes that are not UTF-8, nesting deeper than the parser recurses) was
+    FastAPI's 400, which no operation declares; it is invalid input like any other: 422, one
+    line, nothing echoed, nothing done."""
+    headers = {**api.h("Judge Ito"), "Content-Type": "application/json"}
+    for path in ("/warrants", "/warrants/11111111-1111-4111-8111-111111111111/revoke"):
+        r = api.client.post(path, content=body, headers=headers)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        detail = _strict_json(r.text)["detail"]
+        assert detail.startswith("body: ") and "\n" not in detail and len(detail) < 200, detail
+    with api.ctx.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Warrant)) == 0
+
+
 # --- bodies that never arrive ----------------------------------------------------------------
 
 
