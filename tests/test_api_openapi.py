@@ -98,8 +98,10 @@ def test_declared_answers_are_given(tmp_path):
     url = f"sqlite:///{tmp_path / 'v.db'}"
     upgrade(url)
     api = ApiVault(url, tmp_path)
-    r = api.call("Det. Vance", "GET", "/requests/none-such")
+    r = api.call("Det. Vance", "GET", "/requests/22222222-2222-4222-8222-222222222222")
     assert r.status_code == 404 and set(r.json()) == {"detail"}
+    r = api.call("Det. Vance", "GET", "/requests/none-such")  # ids in paths are UUIDs
+    assert r.status_code == 422 and set(r.json()) == {"detail"}
     r = api.call("Auditor", "GET", "/audit", params={"since": "2026-12-01T00:00"})  # no zone
     assert r.status_code == 422 and isinstance(r.json()["detail"], str)
     gone = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'v.db'}")
