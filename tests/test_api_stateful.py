@@ -2,19 +2,21 @@
 schema's links (vault/api/links.py) from a warrant to the records in its scope, a request
 under it, its review, approvals and release, and from the trail to its proofs, calling the
 operations with every role's token. No answer may be a server error or contradict the
-schema (its status, content type, headers and body).
+schema (its status, content type, headers and body), and no error detail may be more than
+one printable line (what ErrorOut promises in words).
 
-Each scenario starts from the same vault (records of two cameras, a token per person), as a
-real opening starts: a judge issues a warrant over the stored records, an investigator asks
-for two of them, and both answers feed the links. Each call then goes out with the token of a
-role the operation admits (so its handler runs), one in five with another role's token, none
-or an unknown one (refused, never a 5xx). Half of the approvals of a real request carry what
-`escrow request approve` posts (the trustee's shares unsealed with their key file on their
-machine): no generator can forge one, and without them no release would succeed and its
-answer go unchecked.
+Each scenario starts from the same vault (records of two cameras, a token per person), at a
+stage of a real opening drawn by Hypothesis: a judge's warrant over the stored records, an
+investigator's request for two of them, none, some or all of the trustee approvals it
+needs, perhaps its release; those answers feed the links. Each call then goes out with the
+token of a role the operation admits (so its handler runs), one in five with another role's
+token, none or an unknown one (refused, never a 5xx). Half of the approvals of a real
+request carry what `escrow request approve` posts (the trustee's shares unsealed with their
+key file on their machine): no generator can forge one, and without them no release would
+succeed under the fuzzer's own steps.
 
-Everything random is drawn by Hypothesis, derandomized, and every scenario starts from the
-same rows: the same run every time, and a failing scenario replays step by step (Hypothesis
+Everything random is drawn by Hypothesis from a fixed seed, and every scenario starts from
+the same rows: the same run every time, and a failing scenario replays step by step (Hypothesis
 refuses a run whose steps answer differently to the same draws). schemathesis' pytest plugin
 does not load under pytest 9: the state machine is run directly."""
 
@@ -42,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import delete, insert, select
 from test_api_roles import MATRIX
 
+from escrow.trustee import ReviewRejected, approval_body
 from tests.conftest import PASSPHRASE, ApiVault
 from vault.models import Base
 
@@ -79,9 +82,14 @@ SPEAKERS = {
 }
 ROLE_OF = {name: role for role, names in SPEAKERS.items() for name in names}
 TRUSTEE_INDEX = {"Trustee A": 1, "Trustee B": 2, "Trustee C": 3}
+K = 2  # approvals a release needs (conftest's authority: 2 of the 3 trustees)
+REVIEW = ("GET", "/requests/{request_id}/review")
+APPROVE = ("POST", "/requests/{request_id}/approvals")
+RELEASE = ("POST", "/requests/{request_id}/release")
 UNKNOWN_TOKEN = "kfe_" + "x" * 43  # the shape of a token, issued by nobody
-# Scenarios and steps: about 40 s a database on this 2-core machine, the same every run.
-SCENARIOS, STEPS = 40, 24
+# Scenarios and steps: about 30 s of CPU a database on this 2-core machine (40 s of wall time
+# while other work runs), the same scenarios every run.
+SCENARIOS, STEPS = 36, 24
 
 
 class TickingClock:
@@ -159,7 +167,7 @@ def workflow(vault: Vault, schema: Any, tally: Tally) -> type:
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         who: str | None = None
         forced = False
-        rng: random.Random
+        seed, steps = 0, 0
 
         def setup(self) -> None:
             vault.reset()
@@ -168,14 +176,14 @@ def workflow(vault: Vault, schema: Any, tally: Tally) -> type:
             target=Bundle("catch_all"),  # schemathesis' own steps name it; each answer then
             # goes to the bundle its links read from (by operation and status)
             seed=st.integers(0, 2**32 - 1),
-            approvals=st.integers(0, len(TRUSTEE_INDEX) - 1),
+            stage=st.integers(0, K + 1),
         )
-        def an_opening_under_way(self, seed: int, approvals: int) -> Any:
+        def an_opening_under_way(self, seed: int, stage: int) -> Any:
             """A judge's warrant over the stored records, an investigator's request for two
-            of them and `approvals` (0 to k = 2) trustees' approvals of it: the roots the
-            links lead on from. `seed` draws the scenario's speakers through Hypothesis, so
-            a replay has the same ones."""
-            self.rng = random.Random(seed)
+            of them, `stage` (0 to k) trustees' approvals of it and at k + 1 its release:
+            the roots the links lead on from, at every stage of an opening. `seed` draws
+            the scenario's speakers through Hypothesis, so a replay has the same ones."""
+            self.seed, rng = seed, random.Random(seed)
             t0 = api.t0
             warrant = self._call(
                 ("POST", "/warrants"),
@@ -193,26 +201,34 @@ def workflow(vault: Vault, schema: Any, tally: Tally) -> type:
             assert warrant.response.status_code == 201, warrant.response.text
             body = {
                 "warrant_id": warrant.response.json()["id"],
-                "record_ids": self.rng.sample(vault.stored, 2),
+                "record_ids": rng.sample(vault.stored, 2),
                 "reason": "suspect seen at 14:02",
             }
             request = self._call(("POST", "/requests"), "Det. Vance", body)
             assert request.response.status_code == 201, request.response.text
             rid = request.response.json()["request"]["id"]
             made = [warrant, request]
-            for trustee in self.rng.sample(sorted(TRUSTEE_INDEX), approvals):
-                approve = ("POST", "/requests/{request_id}/approvals")
-                body = api.approval(trustee, rid)
-                made.append(self._call(approve, trustee, body, {"request_id": rid}))
+            for trustee in rng.sample(sorted(TRUSTEE_INDEX), min(stage, K)):
+                # as `escrow request approve` does: the review, then the shares
+                review = self._call(REVIEW, trustee, None, {"request_id": rid})
+                assert review.response.status_code == 200, review.response.text
+                key = api.trustee_keys[trustee]
+                body = approval_body(review.response.json(), key, PASSPHRASE)
+                made.append(self._call(APPROVE, trustee, body, {"request_id": rid}))
+                assert made[-1].response.status_code == 200, made[-1].response.text
+            if stage > K:
+                secret = {"fetch_secret": request.response.json()["fetch_secret"]}
+                made.append(self._call(RELEASE, "Det. Vance", secret, {"request_id": rid}))
                 assert made[-1].response.status_code == 200, made[-1].response.text
             return multiple(*made)
 
         def _call(
-            self, key: tuple[str, str], who: str, body: dict, path: dict | None = None
+            self, key: tuple[str, str], who: str, body: dict | None, path: dict | None = None
         ) -> StepOutput:
             """One call made as a person makes it, checked and recorded as schemathesis'
             own steps are (its checks look a step's parent up in that record)."""
-            case = ops[key].Case(body=body, path_parameters=path, media_type="application/json")
+            kw = {} if body is None else {"body": body, "media_type": "application/json"}
+            case = ops[key].Case(path_parameters=path, **kw)
             step = StepInput.initial(case)
             self.recorder.record_case(case=step.case)
             self.control.record_step(step, self.recorder)
@@ -223,27 +239,35 @@ def workflow(vault: Vault, schema: Any, tally: Tally) -> type:
                 self.forced = False
 
         def before_call(self, case: Case) -> None:
-            """Who calls: mostly a person of a role the operation admits, else anyone."""
+            """Who calls: mostly a person of a role the operation admits, else anyone. The
+            choice follows from the scenario's seed, the step and the operation (Hypothesis
+            reuses a scenario's opening draws in the next ones: the seed alone would give
+            them the same speakers step by step)."""
             if self.forced:
                 return
+            self.steps += 1
+            rng = random.Random(f"{self.seed}/{self.steps}/{case.operation.label}")
             key = (case.method.upper(), case.operation.path)
             allowed = sorted(ALLOWED.get(key, SPEAKERS))
-            u = self.rng.random()
+            u = rng.random()
             if u < 0.8:
-                self.who = self.rng.choice(SPEAKERS[self.rng.choice(allowed)])
+                self.who = rng.choice(SPEAKERS[rng.choice(allowed)])
             elif u < 0.95:
                 others = sorted(set(SPEAKERS) - set(allowed)) or allowed
-                self.who = self.rng.choice(SPEAKERS[self.rng.choice(others)])
+                self.who = rng.choice(SPEAKERS[rng.choice(others)])
             else:
-                self.who = self.rng.choice([None, UNKNOWN_TOKEN])
-            if key == ("POST", "/requests/{request_id}/approvals") and self.rng.random() < 0.5:
+                self.who = rng.choice([None, UNKNOWN_TOKEN])
+            # The speaker decides the token: a case schemathesis made negative by dropping
+            # the security header gets theirs back (test_api_roles checks every 401).
+            token = None if self.who is None else api.tokens.get(self.who, self.who)
+            others = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+            case.headers = {**others, "Authorization": f"Bearer {token}"} if token else others
+            if key == APPROVE and rng.random() < 0.5:
                 self._genuine_approval(case)
 
         def _genuine_approval(self, case: Case) -> None:
             """The body the speaking trustee's machine would post, where the request
             exists and their client agrees to make one (not for a revoked warrant, say)."""
-            from escrow.trustee import approval_body
-
             if self.who not in TRUSTEE_INDEX:
                 return
             rid = (case.path_parameters or {}).get("request_id")
@@ -252,7 +276,7 @@ def workflow(vault: Vault, schema: Any, tally: Tally) -> type:
                 return
             try:
                 case.body = approval_body(review.json(), api.trustee_keys[self.who], PASSPHRASE)
-            except Exception:  # the client refuses, as it would for the trustee
+            except ReviewRejected:  # the trustee's client refuses to approve it
                 return
             case.media_type = "application/json"
             tally.genuine_approvals += 1
@@ -291,11 +315,13 @@ def test_stateful_no_server_errors_and_no_schema_violations(api):
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app, config=config)
     tally = Tally()
-    workflow(vault, schema, tally).run(
+    # A fixed seed, not derandomize: derandomize seeds from the machine's source, so any edit
+    # of it would draw other scenarios.
+    machine = hypothesis.seed(26)(workflow(vault, schema, tally))
+    machine.run(
         settings=hypothesis.settings(
             max_examples=SCENARIOS,
             stateful_step_count=STEPS,
-            derandomize=True,
             database=None,
             deadline=None,
             phases=[hypothesis.Phase.generate],
@@ -306,7 +332,8 @@ def test_stateful_no_server_errors_and_no_schema_violations(api):
         f"{label} {dict(c)} {sorted(tally.roles[label])}" for label, c in tally.statuses.items()
     )
     # Every operation (but /health, which nothing links to) was called by a role it admits,
-    # and over the run every role spoke, and no token at all.
+    # and over the run every role spoke, and no token at all. (Should a change of the links
+    # or the schema leave one out of the run, link it better or raise SCENARIOS.)
     assert set(tally.statuses) == {f"{m} {p}" for m, p in ALLOWED}, what
     for m, p in ALLOWED:
         assert tally.roles[f"{m} {p}"] & ALLOWED[(m, p)], (m, p, what)
