@@ -92,6 +92,65 @@ def test_a_validation_detail_names_few_errors_and_no_input(api):
     assert "1e+308" not in detail and "1e308" not in detail
 
 
+UNREADABLE = {
+    "not UTF-8": b'{"reason": "\xff\xfe"}',
+    "nested too deep": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("body", list(UNREADABLE.values()), ids=list(UNREADABLE))
+def test_a_json_body_that_cannot_be_parsed_is_a_declared_422(api, body):
+    """Found by the stateful fuzzer: a body JSON's parser cannot read for another reason
+    than its syntax (bytes that are not UTF-8, nesting deeper than the parser recurses) was
+    FastAPI's 400, which no operation declares; it is invalid input like any other: 422, one
+    line, nothing echoed, nothing done."""
+    headers = {**api.h("Judge Ito"), "Content-Type": "application/json"}
+    for path in ("/warrants", "/warrants/11111111-1111-4111-8111-111111111111/revoke"):
+        r = api.client.post(path, content=body, headers=headers)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        detail = _strict_json(r.text)["detail"]
+        assert detail.startswith("body: ") and "\n" not in detail and len(detail) < 200, detail
+    with api.ctx.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Warrant)) == 0
+
+
+BY_ID = [  # who may call it, and a valid body where it takes one
+    ("Judge Ito", "GET", "/warrants/{}", None),
+    ("Judge Ito", "POST", "/warrants/{}/revoke", {"reason": "r"}),
+    ("Det. Vance", "GET", "/warrants/{}/records", None),
+    ("Det. Vance", "GET", "/requests/{}", None),
+    ("Trustee A", "GET", "/requests/{}/review", None),
+    ("Trustee A", "POST", "/requests/{}/approvals", {"request_digest": "0" * 64, "shares": {}}),
+    ("Det. Vance", "POST", "/requests/{}/release", {"fetch_secret": "s"}),
+    ("Admin", "POST", "/tokens/{}/revoke", None),
+]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_id_in_a_path_is_a_uuid_or_422_and_never_echoed(api):
+    """Found reading the stateful fuzzer's answers: an id in a path was any text, and the 404
+    named it ("no request <the caller's text>"), control characters and line breaks too, in
+    the answer and in the audit trail's refusal entry. The ids are UUIDs: anything else is
+    a 422 (declared by every such operation) that does not repeat it, and nothing is
+    audited under it."""
+    from vault.models import AuditEntry
+
+    hostile = "x%0A%0Cforged%20entry"  # "x\n\fforged entry"
+    for who, method, template, body in BY_ID:
+        kw = {"json": body} if body is not None else {}
+        r = api.call(who, method, template.format(hostile), **kw)
+        assert r.status_code == 422, (template, r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert "forged" not in detail and detail.isprintable(), (template, detail)
+        # a well-formed id that names nothing is still a 404
+        unknown = template.format("11111111-1111-4111-8111-111111111111")
+        assert api.call(who, method, unknown, **kw).status_code == 404, unknown
+    with api.ctx.factory() as s:
+        trail = " ".join(s.scalars(select(AuditEntry.detail)))
+    assert "forged" not in trail
+
+
 # --- bodies that never arrive ----------------------------------------------------------------
 
 

@@ -98,8 +98,10 @@ def test_declared_answers_are_given(tmp_path):
     url = f"sqlite:///{tmp_path / 'v.db'}"
     upgrade(url)
     api = ApiVault(url, tmp_path)
-    r = api.call("Det. Vance", "GET", "/requests/none-such")
+    r = api.call("Det. Vance", "GET", "/requests/22222222-2222-4222-8222-222222222222")
     assert r.status_code == 404 and set(r.json()) == {"detail"}
+    r = api.call("Det. Vance", "GET", "/requests/none-such")  # ids in paths are UUIDs
+    assert r.status_code == 422 and set(r.json()) == {"detail"}
     r = api.call("Auditor", "GET", "/audit", params={"since": "2026-12-01T00:00"})  # no zone
     assert r.status_code == 422 and isinstance(r.json()["detail"], str)
     gone = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'v.db'}")
@@ -110,3 +112,23 @@ def test_declared_answers_are_given(tmp_path):
     assert r.json() == {"detail": "the vault's database is unavailable; try again later"}
     api.client.close()
     api.ctx.engine.dispose()
+
+
+def test_links_lead_to_operations_and_their_parameters(spec):
+    """The links the stateful fuzzer follows (vault/api/links.py) name operations of this
+    schema and parameters those operations take, and every operation but /health is
+    linked to or from, so that no operation lies outside the state machine."""
+    by_id = {op["operationId"]: (m, p, op) for m, p, op in _operations(spec)}
+    linked = set()
+    for method, path, op in _operations(spec):
+        for status, answer in op["responses"].items():
+            for name, link in answer.get("links", {}).items():
+                assert int(status) < 300, (method, path, status, name)  # from a success
+                t_method, t_path, target = by_id[link["operationId"]]
+                names = {p["name"] for p in target.get("parameters", [])}
+                assert set(link.get("parameters", {})) <= names, (method, path, name)
+                if "requestBody" in link:
+                    assert "requestBody" in target, (method, path, name)
+                assert len(link["description"]) > 5, (method, path, name)
+                linked |= {(method, path), (t_method, t_path)}
+    assert linked == set(EXPECTED) - {("GET", "/health")}

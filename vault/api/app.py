@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vault import console
-from vault.api import errors
+from vault.api import errors, links
 from vault.api.context import VaultContext
 from vault.api.routers import admin, audit, ingest, requests, warrants
 
@@ -143,5 +143,6 @@ def create_app(ctx: VaultContext) -> FastAPI:
         """Up and answering (no token, no database)."""
         return {"status": "ok"}
 
+    links.install(app)
     app.add_middleware(Limits, ctx=ctx)
     return app

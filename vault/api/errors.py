@@ -4,7 +4,9 @@ refused action's transaction has been rolled back.
 
 Invalid input (422) is answered with a one-line detail that names where and what, never the
 input itself: FastAPI's own answer echoes it, and a NaN or an infinity in it cannot be
-encoded as JSON (a 500 instead of a 422).
+encoded as JSON (a 500 instead of a 422). A body JSON's parser cannot read for another
+reason than its syntax (bytes that are not UTF-8, nesting deeper than it recurses) is
+invalid input too: FastAPI answers it 400, a status no operation declares.
 
 Every operation's OpenAPI entry lists the errors it can answer, each with the one error
 schema (`ErrorOut`): every router declares AUTHENTICATED (401, 403, 503: each of its routes
@@ -17,9 +19,11 @@ import logging
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
 from vault import audit
 from vault.api.deps import endpoint, get_ctx
@@ -103,6 +107,13 @@ def install(app: FastAPI) -> None:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         return JSONResponse({"detail": one_line(errors)}, status_code=422)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # FastAPI's only 400 is a body it could not parse, raised from the parser's error.
+        if isinstance(exc, HTTPException) and exc.status_code == 400 and exc.__cause__:
+            why = "not UTF-8" if isinstance(exc.__cause__, UnicodeError) else "unreadable"
+            return JSONResponse({"detail": f"body: could not be parsed ({why})"}, status_code=422)
+        return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         # Nothing can be audited without the database, and nothing was done: 503, one line
         # (the driver's message names hosts and files: logged here, not sent).
@@ -115,4 +126,5 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(OperationalError, unavailable)

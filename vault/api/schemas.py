@@ -10,6 +10,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -52,10 +53,14 @@ LongText = Annotated[
     str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_printable)
 ]
 CameraId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
-Uuid = Annotated[
-    str,
-    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-]
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+Uuid = Annotated[str, StringConstraints(pattern=UUID_PATTERN)]
+# Ids in a path are UUIDs too: anything else is a 422 that does not repeat it, never a 404
+# whose one line ("no request ...") would carry the caller's text, line breaks and all, into
+# the answer and the audit trail.
+WarrantId = Annotated[str, Path(pattern=UUID_PATTERN, description="The warrant's id (a UUID).")]
+RequestId = Annotated[str, Path(pattern=UUID_PATTERN, description="The request's id (a UUID).")]
+TokenId = Annotated[str, Path(pattern=UUID_PATTERN, description="The token's row id (a UUID).")]
 # "<camera>@<start>" (one key per camera and epoch), or a pre-0004 global "<start>"
 EpochId = Annotated[
     str,

@@ -10,7 +10,7 @@ from vault import audit, tokens
 from vault.api.actions import act
 from vault.api.deps import AdminCaller, AdminOrAuditor, get_ctx
 from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, Refused, responses
-from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenIn, TokenOut
+from vault.api.schemas import CameraIn, CameraOut, TokenCreated, TokenId, TokenIn, TokenOut
 from vault.models import ApiToken, Camera
 
 router = APIRouter(tags=["admin"], responses=responses(*AUTHENTICATED))
@@ -82,7 +82,7 @@ def create_token(body: TokenIn, request: Request, caller: AdminCaller):
 @router.post(
     "/tokens/{token_id}/revoke", response_model=TokenOut, responses=responses(*WITH_PARAMS, 404)
 )
-def revoke_token(token_id: str, request: Request, caller: AdminCaller):
+def revoke_token(token_id: TokenId, request: Request, caller: AdminCaller):
     ctx = get_ctx(request)
     now = ctx.clock()
     if not tokens.revoke(ctx.factory, token_id, now):

@@ -14,6 +14,7 @@ from vault import anchor, audit, retention
 from vault.api.deps import AuditorCaller, CheckpointReader, ProofReader, get_ctx
 from vault.api.errors import AUTHENTICATED, WITH_PARAMS, responses
 from vault.api.schemas import (
+    UUID_PATTERN,
     AuditEntryOut,
     CheckpointOut,
     ConsistencyProofOut,
@@ -65,7 +66,7 @@ def entries(
     record: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            pattern=UUID_PATTERN,
             description="Entries whose detail names this record (or request, warrant) id.",
         ),
     ] = None,

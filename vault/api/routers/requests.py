@@ -23,6 +23,7 @@ from vault.api.schemas import (
     ReleaseIn,
     ReleaseOut,
     RequestCreated,
+    RequestId,
     RequestIn,
     RequestOut,
     ReviewOut,
@@ -121,7 +122,7 @@ def list_requests(request: Request, caller: RequestReader):
 
 @router.get("/{request_id}", response_model=RequestOut, responses=responses(*WITH_PARAMS, 404))
 def get_request(
-    request_id: str,
+    request_id: RequestId,
     request: Request,
     caller: RequestReader,
 ):
@@ -133,7 +134,7 @@ def get_request(
 @router.get(
     "/{request_id}/review", response_model=ReviewOut, responses=responses(*WITH_PARAMS, 404)
 )
-def review(request_id: str, request: Request, caller: TrusteeCaller):
+def review(request_id: RequestId, request: Request, caller: TrusteeCaller):
     """Everything a trustee's client shows and checks before approving: the warrant's case
     and legal basis, the reason, the requester, the records, and for each (camera, epoch)
     key they need its certificate and this trustee's sealed share."""
@@ -158,7 +159,7 @@ def review(request_id: str, request: Request, caller: TrusteeCaller):
     "/{request_id}/approvals", response_model=RequestOut, responses=responses(*WITH_BODY, 404, 409)
 )
 def approve(
-    request_id: str,
+    request_id: RequestId,
     body: ApprovalIn,
     request: Request,
     caller: TrusteeCaller,
@@ -197,7 +198,7 @@ def approve(
     responses=responses(*WITH_BODY, 404, 409, 410),
 )
 def release(
-    request_id: str,
+    request_id: RequestId,
     body: ReleaseIn,
     request: Request,
     caller: InvestigatorCaller,

@@ -10,7 +10,7 @@ from vault import warrants
 from vault.api.actions import act
 from vault.api.deps import InvestigatorCaller, JudgeCaller, WarrantReader, get_ctx
 from vault.api.errors import AUTHENTICATED, WITH_BODY, WITH_PARAMS, responses
-from vault.api.schemas import RecordMeta, RevokeIn, WarrantIn, WarrantOut
+from vault.api.schemas import RecordMeta, RevokeIn, WarrantId, WarrantIn, WarrantOut
 from vault.api.views import record_meta, warrant_out
 from vault.models import Warrant
 from vault.store import checkpoint_wal
@@ -55,7 +55,7 @@ def list_warrants(request: Request, caller: WarrantReader):
 
 
 @router.get("/{warrant_id}", response_model=WarrantOut, responses=responses(*WITH_PARAMS, 404))
-def get_warrant(warrant_id: str, request: Request, caller: WarrantReader):
+def get_warrant(warrant_id: WarrantId, request: Request, caller: WarrantReader):
     ctx = get_ctx(request)
     with ctx.factory() as s:
         return warrant_out(warrants.get(s, warrant_id), ctx)
@@ -64,7 +64,7 @@ def get_warrant(warrant_id: str, request: Request, caller: WarrantReader):
 @router.post(
     "/{warrant_id}/revoke", response_model=WarrantOut, responses=responses(*WITH_BODY, 404, 409)
 )
-def revoke(warrant_id: str, body: RevokeIn, request: Request, caller: JudgeCaller):
+def revoke(warrant_id: WarrantId, body: RevokeIn, request: Request, caller: JudgeCaller):
     """Revoke at once: pending requests under it are closed and their shares wiped. Its
     records stay held for the policy's grace period after revocation."""
     ctx = get_ctx(request)
@@ -96,7 +96,7 @@ def revoke(warrant_id: str, body: RevokeIn, request: Request, caller: JudgeCalle
 @router.get(
     "/{warrant_id}/records", response_model=list[RecordMeta], responses=responses(*WITH_PARAMS, 404)
 )
-def records(warrant_id: str, request: Request, caller: InvestigatorCaller):
+def records(warrant_id: WarrantId, request: Request, caller: InvestigatorCaller):
     """The records in the warrant's scope: times, camera, quality; never an image."""
     ctx = get_ctx(request)
     with act(ctx, caller) as a:
