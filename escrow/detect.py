@@ -77,8 +77,20 @@ class FaceDetector:
             net.to(memory_format=torch.channels_last)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in one RGB uint8 image (one image at a time: on a CPU, facenet-pytorch's
-        batched path measured slower here, 18 ms vs 10 ms per 89x109 CelebA image)."""
+        """Faces in one RGB uint8 image, by facenet-pytorch itself: what the training data,
+        the ERC evaluation and `escrow quality` were measured with (one image at a time: on
+        a CPU, its batched path measured slower here, 18 ms vs 10 ms per CelebA image)."""
+        boxes, probs = self.mtcnn.detect(rgb)
+        if boxes is None:
+            return []
+        return [
+            Face(tuple(float(v) for v in b), float(p))
+            for b, p in zip(boxes, probs, strict=True)
+            if p is not None and p >= self.score_threshold
+        ]
+
+    def scan(self, rgb: np.ndarray) -> list[Face]:
+        """The same faces as detect(), found faster (the camera's scans: `_cascade`)."""
         boxes = self._cascade(np.ascontiguousarray(rgb))
         return [
             Face(tuple(float(v) for v in b[:4]), float(b[4]))
@@ -319,7 +331,7 @@ class FrameDetector:
             canvas[cy : cy + th, cx : cx + tw] = part
         # faces of min_face_size (full-resolution px) are searched at the smallest tile scale
         smallest = min(sc for *_, sc in tiles)
-        faces: list[Face] = self._detector(smallest).detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
+        faces: list[Face] = self._detector(smallest).scan(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB))
         out: list[Detection] = []
         for f in sorted(faces, key=lambda f: -f.prob):
             mx, my = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2

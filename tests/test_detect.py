@@ -51,7 +51,7 @@ def test_the_cascade_finds_what_facenet_pytorch_finds(frames, mtcnn):
             if boxes is None
             else [(*b, p) for b, p in zip(boxes, probs, strict=True) if p >= 0.7]
         )
-        ours = [(*f.box, f.prob) for f in mtcnn.detect(rgb)]
+        ours = [(*f.box, f.prob) for f in mtcnn.scan(rgb)]
         sure_theirs = [t for t in theirs if t[4] >= 0.95]
         sure_ours = [o for o in ours if o[4] >= 0.95]
         assert all(_matched(sure_theirs, ours, 0.6)), (sure_theirs, ours)
@@ -65,7 +65,7 @@ def test_a_face_is_refound_from_a_displaced_prediction_as_a_scan_frames_it(frame
     re-found on the scan's box; a prediction on empty pavement finds nothing."""
     shifted, truth = [], []
     for rgb in frames:
-        for f in mtcnn.detect(rgb):
+        for f in mtcnn.scan(rgb):
             if f.prob < 0.99 or f.width < 24:
                 continue
             dx, dy = 0.2 * f.width, -0.15 * f.height
