@@ -276,3 +276,90 @@ def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority,
         _assert_absent(secret, raw)
     for blob in sealed_shares:
         assert base64.b64decode(blob)[:32] not in raw and blob.encode() not in raw
+
+
+def test_migration_0007_from_0006_tombstones_what_the_trail_says_was_erased(db_url):
+    """Upgrading a vault at 0006: each record a `sweep.erase` entry names with its camera
+    gets a tombstone; one erased and then stored again (the bug 0007 fixes) keeps its row
+    and gets none; an old entry without cameras adds nothing. Down and up again works."""
+    from vault.models import KeyEpoch, SealedRecordRow
+
+    downgrade(db_url, "0006")
+    eng = make_engine(db_url)
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    log = sa.table(
+        "audit_log",
+        *(sa.column(c) for c in ("id", "actor", "action", "detail", "prev_hash", "hash")),
+        sa.column("at", sa.DateTime(timezone=True)),
+    )
+    rows = [{"record": f"r{i}", "camera": "cam"} for i in range(3)]
+    with eng.begin() as c:
+        c.execute(
+            sa.insert(log),
+            [
+                {
+                    "id": 1,
+                    "at": at,
+                    "actor": "retention-sweeper",
+                    "action": "sweep.erase",
+                    "detail": json.dumps({"records": ["old"]}),
+                    "prev_hash": "0",
+                    "hash": "h1",
+                },
+                {
+                    "id": 2,
+                    "at": at,
+                    "actor": "retention-sweeper",
+                    "action": "sweep.erase",
+                    "detail": json.dumps({"records": ["r0", "r1", "r2"], "rows": rows}),
+                    "prev_hash": "h1",
+                    "hash": "h2",
+                },
+            ],
+        )
+        c.execute(sa.text("INSERT INTO cameras (id, created) VALUES ('cam', :t)"), {"t": at})
+        c.execute(
+            sa.insert(KeyEpoch.__table__),
+            {
+                "id": "cam@e",
+                "camera_id": "cam",
+                "suite": "x25519",
+                "not_before": at,
+                "not_after": at,
+                "public_key": b"k",
+                "signature": b"s",
+            },
+        )
+        c.execute(  # r2 came back (stored again after its erasure, the bug): it stays
+            sa.insert(SealedRecordRow.__table__),
+            {
+                "camera_id": "cam",
+                "id": "r2",
+                "track_id": 1,
+                "first_seen": at,
+                "last_seen": at,
+                "best_time": at,
+                "quality": 0.0,
+                "epoch_id": "cam@e",
+                "suite": "x25519",
+                "format_version": 1,
+                "sealed_key": b"k",
+                "nonce": b"n",
+                "ciphertext": b"c",
+                "ciphertext_sha256": "0" * 64,
+                "created": at,
+                "expires": at,
+                "legal_hold": False,
+            },
+        )
+    upgrade(db_url, "head")
+    with eng.connect() as c:
+        got = c.execute(sa.text("SELECT camera_id, id FROM erased_records ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [("cam", "r0"), ("cam", "r1")]
+    with eng.begin() as c:  # the fixture's teardown downgrades through 0004
+        c.execute(sa.text("DELETE FROM sealed_records"))
+    downgrade(db_url, "0006")
+    assert "erased_records" not in sa.inspect(eng).get_table_names()
+    upgrade(db_url, "head")
+    eng.dispose()
+
