@@ -363,3 +363,64 @@ def test_migration_0007_from_0006_tombstones_what_the_trail_says_was_erased(db_u
     upgrade(db_url, "head")
     eng.dispose()
 
+
+_RACE = """
+import sys, time
+from vault.db import upgrade
+import alembic.command, migrations  # imported before the start, so both begin together
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_two_replicas_migrating_a_fresh_database_at_once_both_succeed(engine, tmp_path):
+    """Two `escrow serve` replicas start together on an unmigrated database and each runs
+    the migrations (two processes released at the same instant): both succeed, one after
+    the other, and the database holds exactly one alembic_version row, at head."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import IN_CI, PG_URL
+
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        base = sa.engine.make_url(PG_URL)
+        url = base.set(database=f"{base.database}_migrate_race").render_as_string(False)
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{base.database}_migrate_race"'))
+                c.execute(sa.text(f'CREATE DATABASE "{base.database}_migrate_race"'))
+        except sa.exc.OperationalError as exc:
+            if IN_CI:
+                raise
+            pytest.skip(f"PostgreSQL not reachable: {type(exc).__name__}")
+        finally:
+            admin.dispose()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    start = str(time.time() + 4)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACE, url, start], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            versions = c.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [v[0] for v in versions] == ["0007"]
+        assert "erased_records" in sa.inspect(eng).get_table_names()
+    finally:
+        eng.dispose()
+    if engine == "postgresql":
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE "{base.database}_migrate_race"'))
+        admin.dispose()
