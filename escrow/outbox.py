@@ -5,7 +5,9 @@ committed there first (so a crash or a vault outage loses nothing), and a sender
 to the vault's /ingest in batches, deleting each only after the vault has acknowledged it.
 The outbox never holds anything but sealed records (secure_delete zeroes what it deletes).
 Unreachable or overloaded vaults are retried with exponential backoff; a record the vault
-refuses for good stays in the outbox and is reported, never dropped.
+refuses for good stays in the outbox and is reported, never dropped. A record the vault
+answers as already erased by its retention (re-sent after a lost acknowledgement) counts as
+delivered: the vault acknowledges it in `stored` and names it in `erased`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from escrow.records import delete as delete_records
 @dataclass
 class SendReport:
     sent: int = 0
+    # acknowledged as erased by the vault's retention before (a re-send after a lost ack):
+    # delivered all the same, and deleted here; not stored again there
+    erased: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # record id -> the vault's reason
     last_error: str = ""
     waiting: int = 0
@@ -74,6 +79,7 @@ class Sender:
         for rid in sorted(acked):
             delete_records(self.factory, [rid], cams[rid])  # only what the vault acknowledged
         self.report.sent += len(acked)
+        self.report.erased += sorted(set(answer.get("erased", ())) & acked)
 
     def drain_once(self) -> bool:
         """Send what is waiting. True when nothing sendable is left; raises VaultError when

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from vault import store
-from vault.models import SealedRecordRow
+from escrow.canonical import as_utc
+from vault import audit, store
+from vault.models import AuditEntry, ErasedRecord, SealedRecordRow
+from vault.retention import sweep
 
 
 def _count(api) -> int:
@@ -28,7 +30,7 @@ def test_retry_returns_the_same_answer_and_stores_once(api):
     first = api.ingest("cam-1", recs)
     again = api.ingest("cam-1", recs)
     assert first.status_code == again.status_code == 200
-    assert first.json() == again.json() == {"stored": [r["record_id"] for r in recs]}
+    assert first.json() == again.json() == {"stored": [r["record_id"] for r in recs], "erased": []}
     assert _count(api) == 3
     with api.ctx.factory() as s:
         row = s.get(SealedRecordRow, ("cam-1", recs[0]["record_id"]))
@@ -159,7 +161,7 @@ def test_record_ids_are_unique_per_camera(api):
         assert api.ingest("cam-1", [mine]).status_code == 200
         r = api.ingest("cam-2", [theirs])
         assert r.status_code == 200, r.text
-        assert r.json() == {"stored": [rid]}
+        assert r.json() == {"stored": [rid], "erased": []}
         assert api.ingest("cam-2", [theirs]).status_code == 200  # a retry: stored once
         assert _count(api) == 2
         # a camera re-sending its own id with other content is still refused, batch and all
@@ -220,4 +222,128 @@ def test_size_limits(api):
     api.ctx.max_body_bytes = 32 * 1024 * 1024
     api.ctx.max_records_per_ingest = 2
     assert api.ingest("cam-1", _batch(api, 3)).status_code == 413
+    assert _count(api) == 0
+
+
+# --- an erasure sticks (issue 26) ----------------------------------------------------------
+
+
+def _sweep(api, keep_keys: bool = False):
+    """The retention sweep at the API's clock. It shreds the emptied, ended epochs at once,
+    or with `keep_keys` as `escrow serve` does: only once no record of theirs can still
+    arrive (epoch end + the 72 h retention), so a re-sent record still passes its checks."""
+    keep = (lambda camera: timedelta(hours=72)) if keep_keys else None
+    return sweep(api.ctx.engine, api.keystore, api.clock(), keep_keys_for=keep)
+
+
+def _tombstones(api) -> set[tuple[str, str]]:
+    with api.ctx.factory() as s:
+        return set(s.execute(select(ErasedRecord.camera_id, ErasedRecord.id)).all())
+
+
+def _entries(api, action: str) -> list[dict]:
+    import json
+
+    with api.ctx.factory() as s:
+        q = select(AuditEntry.detail).where(AuditEntry.action == action).order_by(AuditEntry.id)
+        return [json.loads(d) for d in s.scalars(q)]
+
+
+def test_a_record_resent_after_its_erasure_is_not_stored_again(api):
+    """The camera's acknowledgement was lost; the sweep erased the record (and shredded its
+    epoch's key); the camera re-sends it. The vault acknowledges it as erased, stores
+    nothing, and says so in the trail; a new record in the same batch is stored."""
+    recs = _batch(api, 2)
+    assert api.ingest("cam-1", recs).status_code == 200
+    api.clock.advance(hours=73)  # past the 72 h retention
+    gone = sorted(r["record_id"] for r in recs)
+    result = _sweep(api)
+    assert sorted(result.erased) == gone and result.shredded  # the key too: day 1 is empty
+    assert _tombstones(api) == {("cam-1", rid) for rid in gone}
+    assert _count(api) == 0
+    fresh = api.seal("cam-1", api.t0 + timedelta(hours=50))[0]  # day 3's epoch, unexpired
+    for _ in range(2):  # and a retry of the re-send answers the same
+        r = api.ingest("cam-1", [*recs, fresh])
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "stored": [*(x["record_id"] for x in recs), fresh["record_id"]],
+            "erased": gone,
+        }
+        with api.ctx.factory() as s:
+            assert set(s.scalars(select(SealedRecordRow.id))) == {fresh["record_id"]}
+    again = _entries(api, "ingest.erased_again")
+    assert len(again) == 2 and again[0]["records"] == gone and again[0]["camera"] == "cam-1"
+    assert set(again[0]["erased"]) == set(gone)
+    assert _entries(api, "ingest")[-2]["new"] == [fresh["record_id"]]
+    assert _entries(api, "ingest")[-1] == {"new": [], "repeated": 1, "held": 0}
+    assert _sweep(api).erased == []  # nothing came back to erase
+    # a tombstone is per camera: another camera's record of the same id is its own record
+    theirs = api.seal("cam-2", api.t0 + timedelta(hours=50), record_id=gone[0])[0]
+    assert api.ingest("cam-2", [theirs]).json() == {"stored": [gone[0]], "erased": []}
+    assert _count(api) == 2
+    assert audit.verify(api.ctx.factory).ok
+
+
+def test_the_outbox_drains_a_record_the_vault_erased_and_it_is_not_stored_again(api, tmp_path):
+    """The attack through the camera's own Sender: the vault stored a batch but the answer
+    was lost, so the outbox still holds it when the sweep erases it. The Sender's re-send is
+    acknowledged as erased: the outbox deletes its copies and drains, the vault stores
+    nothing, and the trail names each record's erasure and its re-send."""
+    from escrow.client import VaultClient
+    from escrow.outbox import Sender
+    from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
+    from escrow.sealing import record_from_fields
+    from vault.api.schemas import SealedRecordIn
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    create_schema(engine)
+    factory = session_factory(engine)
+    with factory.begin() as s:
+        register_epochs(s, api.keystore.certificates("cam-1"))
+    wires = _batch(api, 3)
+    for w in wires:
+        sealed = record_from_fields(dict(SealedRecordIn.model_validate(w)))
+        put(factory, [(sealed, w["track_id"], w["quality"])], api.t0, api.t0)
+    assert api.ingest("cam-1", wires).status_code == 200  # the answer that never arrived
+    api.clock.advance(hours=73)
+    ids = sorted(w["record_id"] for w in wires)
+    result = _sweep(api, keep_keys=True)
+    assert sorted(result.erased) == ids and result.shredded == []  # the epoch would accept
+    assert _tombstones(api) == {("cam-1", rid) for rid in ids}
+    client = VaultClient("http://vault", api.tokens["cam-1"])
+    client.http = api.client
+    client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+    try:
+        sender = Sender(factory, client, batch=2)
+        assert sender.drain_once() is True
+        assert sender.report.sent == 3
+        assert sorted(sender.report.erased) == ids and sender.report.refused == {}
+        assert sender.waiting() == 0  # drained: nothing left to re-send
+    finally:
+        client.http.headers.pop("Authorization", None)
+        engine.dispose()
+    assert _count(api) == 0
+    assert _sweep(api, keep_keys=True).erased == []
+    erased = [rid for e in _entries(api, "sweep.erase") for rid in e["records"]]
+    again = [rid for e in _entries(api, "ingest.erased_again") for rid in e["records"]]
+    assert sorted(erased) == sorted(again) == ids  # erased once, re-sent once, each on record
+
+
+def test_a_record_past_its_retention_on_arrival_is_stored_then_erased_by_the_next_sweep(api):
+    """A camera offline for days delivers a record whose retention already ran out. Its
+    epoch's key still exists (nothing emptied it), so it is accepted like any other (a
+    holding warrant could still claim it on arrival) and the next sweep erases it; a re-send
+    after that is answered as erased."""
+    api.clock.advance(days=4)
+    old = api.seal("cam-1", api.t0 + timedelta(minutes=5))[0]
+    r = api.ingest("cam-1", [old])
+    assert r.status_code == 200 and r.json()["erased"] == []
+    with api.ctx.factory() as s:
+        row = s.get(SealedRecordRow, ("cam-1", old["record_id"]))
+        assert row is not None and as_utc(row.expires) <= api.clock()
+    assert _sweep(api).erased == [old["record_id"]]
+    assert api.ingest("cam-1", [old]).json() == {
+        "stored": [old["record_id"]],
+        "erased": [old["record_id"]],
+    }
     assert _count(api) == 0

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from escrow import sealing
+from escrow.canonical import as_utc
 from escrow.keyring import CameraKeyring
 from escrow.sealing import KeyStoreError, load_private
 from tests.conftest import PASSPHRASE, epoch_key, epoch_key_raw, make_authority
@@ -312,3 +313,24 @@ def test_backup_from_before_a_sweep_cannot_open_the_shredded_epoch(world, tmp_pa
         with pytest.raises(KeyStoreError, match="destroyed"):  # ...and unopenable, even to
             sealing.open(old, epoch_key(ks, trustees, old.header.epoch_id))  # all n trustees
     assert key[:16] not in (tmp_path / "backup.db").read_bytes()  # nor was the key in it
+
+
+def test_each_erasure_leaves_a_tombstone_of_id_camera_and_time_only(world):
+    """The tombstone is written with the erasure (same transaction) and holds nothing but
+    the camera, the record id and when: no crop, ciphertext or metadata."""
+    from vault.models import ErasedRecord
+
+    ks, eng, factory, add, _ = world
+    a = add(T0, timedelta(hours=1))
+    kept = add(T0, timedelta(hours=48))
+    at = T0 + timedelta(hours=2)
+    assert sweep(eng, ks, at).erased == [a.header.record_id]
+    assert {c["name"] for c in sa.inspect(eng).get_columns("erased_records")} == {
+        "camera_id",
+        "id",
+        "erased_at",
+    }
+    with factory() as s:
+        rows = s.execute(sa.select(ErasedRecord.camera_id, ErasedRecord.id, ErasedRecord.erased_at))
+        assert [(c, r, as_utc(t)) for c, r, t in rows] == [("cam", a.header.record_id, at)]
+    assert kept.header.record_id in ids(factory)

@@ -276,3 +276,151 @@ def test_backup_taken_before_a_shred_cannot_open_that_epoch(tmp_path, authority,
         _assert_absent(secret, raw)
     for blob in sealed_shares:
         assert base64.b64decode(blob)[:32] not in raw and blob.encode() not in raw
+
+
+def test_migration_0007_from_0006_tombstones_what_the_trail_says_was_erased(db_url):
+    """Upgrading a vault at 0006: each record a `sweep.erase` entry names with its camera
+    gets a tombstone; one erased and then stored again (the bug 0007 fixes) keeps its row
+    and gets none; an old entry without cameras adds nothing. Down and up again works."""
+    from vault.models import KeyEpoch, SealedRecordRow
+
+    downgrade(db_url, "0006")
+    eng = make_engine(db_url)
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    log = sa.table(
+        "audit_log",
+        *(sa.column(c) for c in ("id", "actor", "action", "detail", "prev_hash", "hash")),
+        sa.column("at", sa.DateTime(timezone=True)),
+    )
+    rows = [{"record": f"r{i}", "camera": "cam"} for i in range(3)]
+    with eng.begin() as c:
+        c.execute(
+            sa.insert(log),
+            [
+                {
+                    "id": 1,
+                    "at": at,
+                    "actor": "retention-sweeper",
+                    "action": "sweep.erase",
+                    "detail": json.dumps({"records": ["old"]}),
+                    "prev_hash": "0",
+                    "hash": "h1",
+                },
+                {
+                    "id": 2,
+                    "at": at,
+                    "actor": "retention-sweeper",
+                    "action": "sweep.erase",
+                    "detail": json.dumps({"records": ["r0", "r1", "r2"], "rows": rows}),
+                    "prev_hash": "h1",
+                    "hash": "h2",
+                },
+            ],
+        )
+        c.execute(sa.text("INSERT INTO cameras (id, created) VALUES ('cam', :t)"), {"t": at})
+        c.execute(
+            sa.insert(KeyEpoch.__table__),
+            {
+                "id": "cam@e",
+                "camera_id": "cam",
+                "suite": "x25519",
+                "not_before": at,
+                "not_after": at,
+                "public_key": b"k",
+                "signature": b"s",
+            },
+        )
+        c.execute(  # r2 came back (stored again after its erasure, the bug): it stays
+            sa.insert(SealedRecordRow.__table__),
+            {
+                "camera_id": "cam",
+                "id": "r2",
+                "track_id": 1,
+                "first_seen": at,
+                "last_seen": at,
+                "best_time": at,
+                "quality": 0.0,
+                "epoch_id": "cam@e",
+                "suite": "x25519",
+                "format_version": 1,
+                "sealed_key": b"k",
+                "nonce": b"n",
+                "ciphertext": b"c",
+                "ciphertext_sha256": "0" * 64,
+                "created": at,
+                "expires": at,
+                "legal_hold": False,
+            },
+        )
+    upgrade(db_url, "head")
+    with eng.connect() as c:
+        got = c.execute(sa.text("SELECT camera_id, id FROM erased_records ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [("cam", "r0"), ("cam", "r1")]
+    with eng.begin() as c:  # the fixture's teardown downgrades through 0004
+        c.execute(sa.text("DELETE FROM sealed_records"))
+    downgrade(db_url, "0006")
+    assert "erased_records" not in sa.inspect(eng).get_table_names()
+    upgrade(db_url, "head")
+    eng.dispose()
+
+
+_RACE = """
+import sys, time
+from vault.db import upgrade
+import alembic.command, migrations  # imported before the start, so both begin together
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_two_replicas_migrating_a_fresh_database_at_once_both_succeed(engine, tmp_path):
+    """Two `escrow serve` replicas start together on an unmigrated database and each runs
+    the migrations (two processes released at the same instant): both succeed, one after
+    the other, and the database holds exactly one alembic_version row, at head."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import IN_CI, PG_URL
+
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        base = sa.engine.make_url(PG_URL)
+        url = base.set(database=f"{base.database}_migrate_race").render_as_string(False)
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{base.database}_migrate_race"'))
+                c.execute(sa.text(f'CREATE DATABASE "{base.database}_migrate_race"'))
+        except sa.exc.OperationalError as exc:
+            if IN_CI:
+                raise
+            pytest.skip(f"PostgreSQL not reachable: {type(exc).__name__}")
+        finally:
+            admin.dispose()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    start = str(time.time() + 4)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACE, url, start], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            versions = c.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [v[0] for v in versions] == ["0007"]
+        assert "erased_records" in sa.inspect(eng).get_table_names()
+    finally:
+        eng.dispose()
+    if engine == "postgresql":
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE "{base.database}_migrate_race"'))
+        admin.dispose()

@@ -134,3 +134,19 @@ class SweepIdleDay(Base):
     first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     entry: Mapped[int | None] = mapped_column(Integer)
+
+
+class ErasedRecord(Base):
+    """A tombstone: the sweep erased this record (written in the erasure's transaction). It
+    keeps what the `sweep.erase` audit entry already names, the camera and the record id,
+    and when; nothing of the crop, its ciphertext or its metadata. Ingest reads it so a
+    record re-sent after its erasure (the camera's acknowledgement was lost, its outbox
+    retried) is answered "received, erased" and not stored again: an erasure sticks.
+
+    Kept for good: a camera's outbox may hold a record for as long as the camera is offline,
+    so no horizon is safe, and a tombstone holds no more than the trail keeps forever."""
+
+    __tablename__ = "erased_records"
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,8 +11,11 @@ line per idle hour.
 Only one sweeper acts at a time on PostgreSQL (a session-level advisory lock: a second one
 returns `skipped`). Rows an opening has locked are skipped (`FOR UPDATE SKIP LOCKED`) and
 left for the next run. Every batch writes its own audit entry in the same transaction as the
-deletion, so nothing is erased unrecorded. On SQLite, deleted pages are zeroed
-(`secure_delete`), the WAL is truncated and the file vacuumed, so erased bytes do not linger.
+deletion, so nothing is erased unrecorded, and leaves a tombstone per record (ErasedRecord:
+camera, id, when; nothing else) so that a camera re-sending it after a lost acknowledgement
+is answered "received, erased" by ingest instead of having it stored again. On SQLite,
+deleted pages are zeroed (`secure_delete`), the WAL is truncated and the file vacuumed, so
+erased bytes do not linger.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from escrow.canonical import as_utc
 from vault import audit
 from vault.keys import KeyStore
-from vault.models import KeyEpoch, SealedRecordRow, SweepIdleDay
+from vault.models import ErasedRecord, KeyEpoch, SealedRecordRow, SweepIdleDay
 from vault.openings import expire_stale
 from vault.store import checkpoint_wal
 from vault.warrants import refresh_holds
@@ -131,6 +134,8 @@ def _erase_batch(
         detail = {"records": ids, "rows": [_erased_row(r, rule, period) for r in rows]}
         for r in rows:
             s.delete(r)
+            # the tombstone, in the erasure's transaction: a re-sent copy is not stored again
+            s.add(ErasedRecord(camera_id=r.camera_id, id=r.id, erased_at=now))
         audit.append(s, "retention-sweeper", "sweep.erase", detail, now)
         return ids
 

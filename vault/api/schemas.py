@@ -136,7 +136,14 @@ class IngestIn(Strict):
 
 
 class IngestOut(Doc):
-    stored: list[str] = Field(description="Ids now stored: the same answer on every retry.")
+    stored: list[str] = Field(
+        description="Ids received, safe for the camera to delete: stored now or before, or "
+        "erased by retention before (listed in `erased` too). The same answer on every retry."
+    )
+    erased: list[str] = Field(
+        default_factory=list,
+        description="Ids the retention sweep had already erased: acknowledged, not stored again.",
+    )
 
 
 # --- warrants -------------------------------------------------------------------------------

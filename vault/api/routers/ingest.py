@@ -1,6 +1,7 @@
 """Cameras post sealed records here. The server never accepts a plaintext image: the body
 must be JSON of sealed records, every field is checked against the epoch it claims, and a
-ciphertext that starts like an image file is refused."""
+ciphertext that starts like an image file is refused. A record the retention sweep already
+erased (it has a tombstone) is acknowledged and not stored again."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from vault import audit, store, warrants
 from vault.api.deps import Caller, CameraCaller, get_ctx
 from vault.api.errors import AUTHENTICATED, WITH_BODY, Refused, responses
 from vault.api.schemas import IngestIn, IngestOut, KeyringOut, SealedRecordIn
-from vault.models import KeyEpoch, SealedRecordRow
+from vault.models import ErasedRecord, KeyEpoch, SealedRecordRow
 
 router = APIRouter(tags=["ingest"], responses=responses(*AUTHENTICATED))
 
@@ -94,19 +95,36 @@ def ingest(body: IngestIn, request: Request, caller: CameraCaller):
         raise Refused("the same record id appears twice in the batch", 422)
     for attempt in range(3):
         try:
-            _store(ctx, body, caller, ids, now)
+            erased = _store(ctx, body, caller, ids, now)
             break
         except IntegrityError:  # a concurrent ingest of the same record or camera won
             if attempt == 2:
                 raise Refused("concurrent ingests of the same records; retry", 409) from None
-    return IngestOut(stored=ids)
+    # erased ones are acknowledged too: the camera deletes its copy and stops re-sending
+    return IngestOut(stored=ids, erased=erased)
 
 
-def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
+def _erased_before(s, camera: str, ids: list[str]) -> dict[str, str]:
+    """Of these record ids, those the retention sweep erased (their tombstones), with when."""
+    q = select(ErasedRecord.id, ErasedRecord.erased_at).where(
+        ErasedRecord.camera_id == camera, ErasedRecord.id.in_(ids)
+    )
+    return {rid: as_utc(at).isoformat() for rid, at in s.execute(q)}
+
+
+def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> list[str]:
+    """Store the batch's new records; return the ids already erased by retention, which are
+    not stored again (an erasure sticks, also when the camera's acknowledgement was lost and
+    its outbox re-sends): neither checked against their epoch (its key may be shredded by
+    now, and a refusal would keep them in the outbox for good) nor kept, only audited."""
     with ctx.factory.begin() as s:
         audit.lock(s)  # one ingest at a time on PostgreSQL: no duplicate-key races
-        epochs = _known_epochs(s, ctx, {r.epoch_id for r in body.records})
-        for rec in body.records:
+        # under the trail's lock, as the sweep's erasure: a tombstone is written or not yet
+        gone = _erased_before(s, caller.name, ids)
+        records = [r for r in body.records if r.record_id not in gone]
+        ids = [r.record_id for r in records]
+        epochs = _known_epochs(s, ctx, {r.epoch_id for r in records})
+        for rec in records:
             why = _check(rec, epochs.get(rec.epoch_id), ctx.max_ciphertext_bytes)
             if why:
                 raise Refused(f"record {rec.record_id}: {why}", 422)
@@ -118,7 +136,7 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
             ).all()
         )
         new = []
-        for rec in body.records:
+        for rec in records:
             digest = hashlib.sha256(rec.ciphertext).hexdigest()
             if rec.record_id in have:
                 if have[rec.record_id] != digest:
@@ -129,6 +147,11 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
                 rec.best_time, ctx.policy.retention.for_camera(rec.camera_id)
             )
             new.append(store.row_from_sealed(sealed, rec.track_id, rec.quality, now, expires))
+        if gone:
+            detail = {"camera": caller.name, "records": sorted(gone), "erased": gone}
+            audit.append(s, caller.actor, "ingest.erased_again", detail, now)
+        if not records:
+            return sorted(gone)
         store.ensure_camera(s, caller.name, now)
         s.add_all(new)
         s.flush()
@@ -142,3 +165,4 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> None:
             {"new": [r.id for r in new], "repeated": len(ids) - len(new), "held": held},
             now,
         )
+        return sorted(gone)
