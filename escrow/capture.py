@@ -203,6 +203,7 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
             rep = sender.run(stop_sending, deadline=time.monotonic() + job.send_timeout)
             outbox = {
                 "sent": rep.sent,
+                "already_held": rep.already_held,
                 "waiting": rep.waiting,
                 "refused": rep.refused,
                 "last_error": rep.last_error if rep.waiting else "",

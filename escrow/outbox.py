@@ -7,7 +7,11 @@ The outbox never holds anything but sealed records (secure_delete zeroes what it
 Unreachable or overloaded vaults are retried with exponential backoff; a record the vault
 refuses for good stays in the outbox and is reported, never dropped. A record the vault
 answers as already erased by its retention (re-sent after a lost acknowledgement) counts as
-delivered: the vault acknowledges it in `stored` and names it in `erased`.
+delivered: the vault acknowledges it in `stored` and names it in `erased`. One refusal is a
+delivery too: the vault holding this camera's record id under other content. Ids derive from
+camera, source and track, so that is a capture restarted on the same input (after a crash,
+a SIGKILL) that sealed a track again after its first sealing had reached the vault; kept,
+it would wait in the outbox forever and be refused at every send.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from escrow import sealing
 from escrow.client import VaultClient, VaultError
-from escrow.records import KeyEpoch, SealedRecordRow, sealed_from_row
+from escrow.records import KeyEpoch, SealedRecordRow, other_content, sealed_from_row
 from escrow.records import delete as delete_records
 
 
@@ -32,6 +36,7 @@ class SendReport:
     # acknowledged as erased by the vault's retention before (a re-send after a lost ack):
     # delivered all the same, and deleted here; not stored again there
     erased: list[str] = field(default_factory=list)
+    already_held: int = 0  # sealed again by a restarted capture; the vault's copy stands
     refused: dict[str, str] = field(default_factory=dict)  # record id -> the vault's reason
     last_error: str = ""
     waiting: int = 0
@@ -96,6 +101,10 @@ class Sender:
                     except VaultError as one:
                         if one.retryable:
                             raise
+                        if one.status == 409 and one.detail == other_content(rec["record_id"]):
+                            delete_records(self.factory, [rec["record_id"]], rec["camera_id"])
+                            self.report.already_held += 1
+                            continue
                         self.report.refused[rec["record_id"]] = one.detail
         return True
 

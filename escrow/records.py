@@ -231,6 +231,15 @@ def put(
     return len(new)
 
 
+def other_content(record_id: str) -> str:
+    """The vault's reason (with 409) for a record id of the posting camera that it already
+    holds under other content. Ids derive from camera, source and track, so to the camera
+    that sealed it this means a restarted capture sealed that track again, under a new
+    nonce and key: the copy the vault took in first is the one delivered (escrow.outbox).
+    One string for the vault that says it and the sender that reads it."""
+    return f"record {record_id} is stored with other content"
+
+
 def _row(s: Session, record_id: str, camera_id: str | None) -> SealedRecordRow | None:
     q = select(SealedRecordRow).where(SealedRecordRow.id == record_id)
     if camera_id is not None:

@@ -103,6 +103,7 @@ def test_camera_install_captures_and_delivers(camera_venv, tmp_path):
     assert summary["records"] == len(sealed) >= 1
     assert summary["outbox"] == {
         "sent": summary["records"],
+        "already_held": 0,
         "waiting": 0,
         "refused": {},
         "last_error": "",

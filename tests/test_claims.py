@@ -254,6 +254,59 @@ def test_an_outbox_record_refused_for_good_stays_and_is_reported(api, tmp_path):
     assert stored == {w["record_id"] for w in wires} - {bad["record_id"]}
 
 
+def test_a_record_the_vault_holds_already_leaves_the_outbox_as_delivered(api, tmp_path):
+    """A capture restarted on the same file seals its tracks again under the same record ids
+    (camera, source, track), with new ciphertexts; the vault keeps what it took in first and
+    answers 409 to the other content. The sender takes that answer for a record of its own
+    camera as delivered: the outbox drains, the vault keeps its copy, nothing is refused;
+    a forged record in the same batch is still refused and kept."""
+    from escrow.client import VaultClient
+    from escrow.outbox import Sender
+    from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
+    from escrow.sealing import record_from_fields
+    from vault.api.schemas import SealedRecordIn
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    create_schema(engine)
+    factory = session_factory(engine)
+    with factory.begin() as s:
+        register_epochs(s, api.keystore.certificates("cam-1"))
+    first = [api.seal("cam-1", api.t0 + timedelta(minutes=i), track=i)[0] for i in range(4)]
+    assert api.ingest("cam-1", first[:3]).status_code == 200  # the first run delivered three
+    again = [  # the restarted run: same ids, sealed anew
+        api.seal(
+            "cam-1", api.t0 + timedelta(minutes=i, seconds=1), track=i, record_id=w["record_id"]
+        )[0]
+        for i, w in enumerate(first)
+    ]
+    forged, _ = api.seal("cam-1", api.t0 + timedelta(minutes=9), track=9)
+    raw = base64.b64decode(forged["ciphertext"])
+    forged["ciphertext"] = base64.b64encode(b"\xff\xd8\xff" + raw[3:]).decode()
+    for w in [*again, forged]:
+        sealed = record_from_fields(dict(SealedRecordIn.model_validate(w)))
+        put(factory, [(sealed, w["track_id"], w["quality"])], api.t0, api.t0)
+    client = VaultClient("http://vault", api.tokens["cam-1"])
+    client.http = api.client
+    client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+    try:
+        sender = Sender(factory, client, batch=5)
+        assert sender.drain_once() is True
+        assert (sender.report.sent, sender.report.already_held) == (1, 3)
+        assert list(sender.report.refused) == [forged["record_id"]]
+        assert sender.waiting() == 1  # the forged one only
+    finally:
+        client.http.headers.pop("Authorization", None)
+        engine.dispose()
+    with api.ctx.factory() as s:
+        stored = {r.id: r.ciphertext for r in s.scalars(select(SealedRecordRow))}
+        ingests = s.scalars(select(AuditEntry.detail).where(AuditEntry.action == "ingest"))
+        new = [rid for d in ingests for rid in json.loads(d)["new"]]
+    assert set(stored) == {w["record_id"] for w in first}
+    for w in first[:3]:  # the vault kept what it took in first
+        assert stored[w["record_id"]] == base64.b64decode(w["ciphertext"])
+    assert sorted(new) == sorted(w["record_id"] for w in first), "each taken in once"
+
+
 def _needles(crops: list[bytes], wires: list[dict]) -> dict[str, list[bytes]]:
     """Byte strings whose presence in a response means a crop or a ciphertext left the vault:
     raw, base64 and hex prefixes (48 bytes of each: long enough to be no accident)."""

@@ -206,6 +206,7 @@ def capture(
             o = summary.outbox
             typer.echo(
                 f"vault: {o['sent']} sent, {o['waiting']} waiting in the outbox"
+                + (f", {o['already_held']} it held already" if o["already_held"] else "")
                 + (f" ({o['last_error']})" if o["last_error"] else "")
                 + (f", {len(o['refused'])} refused" if o["refused"] else "")
             )
@@ -231,7 +232,8 @@ def send(
     from escrow.capture import send as drain
 
     rep = drain(get_settings().database_url, vault_client(vault_url, token), timeout)
-    typer.echo(f"{rep.sent} sent, {rep.waiting} waiting, {len(rep.refused)} refused")
+    held = f", {rep.already_held} the vault held already" if rep.already_held else ""
+    typer.echo(f"{rep.sent} sent, {rep.waiting} waiting, {len(rep.refused)} refused{held}")
     for rid, why in rep.refused.items():
         err(f"refused {rid}: {why}")
     if rep.waiting and not rep.refused:

@@ -140,7 +140,7 @@ def _store(ctx, body: IngestIn, caller: Caller, ids: list[str], now) -> list[str
             digest = hashlib.sha256(rec.ciphertext).hexdigest()
             if rec.record_id in have:
                 if have[rec.record_id] != digest:
-                    raise Refused(f"record {rec.record_id} is stored with other content", 409)
+                    raise Refused(store.other_content(rec.record_id), 409)
                 continue
             sealed = sealing.record_from_fields(dict(rec))
             expires = store.expires_at(
