@@ -66,7 +66,7 @@ def main() -> int:
     slowest = max((r.child_exit_s for r in report.rounds), default=0.0)
     print(
         f"kills with child processes alive: {len(children)}; the slowest to end after its "
-        f"parent's death: {slowest:.1f} s"
+        f"parent's death: {slowest:.2f} s"
     )
     print(f"outbox left: {report.outbox_left}; audit trail verifies: {report.audit_ok}")
     print(f"wall time: {report.wall_s:.0f} s")

@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout whose code is under test
@@ -123,14 +122,18 @@ def marked(mark: str) -> list[int]:
     return out
 
 
-def outliving(mark: str, grace: float) -> tuple[list[str], float]:
-    """Wait up to `grace` s for every process carrying `mark` to end. -> (the ones still
-    alive then, as 'pid cmdline', each then killed so that it cannot disturb the next round;
-    how long the last one took to end)."""
-    t0 = time.monotonic()
-    while (left := marked(mark)) and time.monotonic() - t0 < grace:
-        time.sleep(0.1)
-    took = time.monotonic() - t0
+def outliving(mark: str, grace: float, since: float | None = None) -> tuple[list[str], float]:
+    """Wait until `grace` s after `since` (a time.monotonic() value: the kill; default now)
+    for every process carrying `mark` to end. -> (the ones still alive then, as 'pid
+    cmdline', each then killed so that it cannot disturb the next round; how long after
+    `since` the last one was seen alive)."""
+    since = time.monotonic() if since is None else since
+    last = since
+    while left := marked(mark):
+        last = time.monotonic()
+        if last - since >= grace:
+            break
+        time.sleep(0.02)
     orphans = [f"{pid} {cmdline(pid)}" for pid in left]
     for pid in left:  # started by this test's capture: ended by pid, never by name
         with contextlib.suppress(ProcessLookupError):
@@ -138,7 +141,7 @@ def outliving(mark: str, grace: float) -> tuple[list[str], float]:
     end = time.monotonic() + 10
     while marked(mark) and time.monotonic() < end:
         time.sleep(0.05)
-    return orphans, took
+    return orphans, last - since
 
 
 class Lines:
@@ -206,16 +209,14 @@ def is_ingest_answer(line: str) -> bool:
 
 
 class ServedVault:
-    """`escrow serve --no-sweep` on `db_url` in a process of its own, on a free port, its
-    output (uvicorn's access lines among it) read as it comes."""
+    """`escrow serve --port 0 --no-sweep` on `db_url` in a process of its own: it binds a
+    free port itself and announces it in its --port-file once it accepts connections (no
+    port picked, let go and raced for; tests.conftest.ServeProcess does the same); its
+    output (uvicorn's access lines among it) is read as it comes."""
 
     def __init__(self, db_url: str, keys_dir: Path, log: Path) -> None:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        port_file = log.with_suffix(".port")
+        port_file.unlink(missing_ok=True)
         env = {
             **base_env(),
             "ESCROW_KEYS_DIR": str(keys_dir),
@@ -223,7 +224,7 @@ class ServedVault:
             "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen(
-            escrow_cmd("serve", "--port", self.port, "--no-sweep"),
+            escrow_cmd("serve", "--port", 0, "--port-file", port_file, "--no-sweep"),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -232,18 +233,14 @@ class ServedVault:
         self.out = Lines(self.proc.stdout)
         self.log = log
         deadline = time.monotonic() + 120
-        while True:
+        while not port_file.exists():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"escrow serve ended: {self.out.text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("escrow serve did not come up in 120 s")
-            time.sleep(0.2)
+                raise RuntimeError(f"escrow serve did not start: {self.out.text()[-2000:]}")
+            time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{int(port_file.read_text())}"
 
     def answers(self) -> int:
         return self.out.count(is_ingest_answer)
@@ -416,7 +413,7 @@ class Round:
         return (
             f"{what:<22} {how:<17} sealed {self.sealed:>2} "
             f"outbox {self.outbox:>2} vault {self.vault:>2} "
-            f"children {self.children} gone in {self.child_exit_s:.1f}s"
+            f"children {self.children} gone {self.child_exit_s:.2f}s after"
             + (f" ORPHANS {self.orphans}" if self.orphans else "")
         )
 
@@ -444,7 +441,9 @@ class KillReport:
             f"kills {self.kills} of {len(self.rounds)} rounds; lost {len(self.lost)}, "
             f"missing {len(self.missing)}, extra {len(self.extra)}, duplicated "
             f"{len(self.duplicated)}, orphans {len(self.orphans)}; outbox left "
-            f"{self.outbox_left}; audit {'verifies' if self.audit_ok else 'BROKEN'}; "
+            f"{self.outbox_left}; audit {'verifies' if self.audit_ok else 'BROKEN'}; the "
+            f"slowest child gone {max((r.child_exit_s for r in self.rounds), default=0):.2f} "
+            "s after its agent's death; "
             f"{self.wall_s:.0f} s"
         )
 
@@ -474,6 +473,15 @@ def is_sealed(line: str) -> bool:
 
 def _sealed_ids(lines: Lines) -> list[str]:
     return [json.loads(ln)["sealed"] for _, ln in list(lines.lines) if is_sealed(ln)]
+
+
+def _kind(cmd: str) -> str:
+    """A process below the agent, in a word or two."""
+    if "--multiprocessing-fork" in cmd:
+        return "spawned worker"
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    return cmd[:60]
 
 
 def _spawned(p: subprocess.Popen, out: Lines, timeout: float) -> bool:
@@ -523,19 +531,23 @@ def kill_round(
         if hit:
             time.sleep(delay)
         if hit and p.poll() is None:
-            rnd.children = [cmdline(c)[:80] for c in descendants(p.pid)]
+            rnd.children = [_kind(cmdline(c)) for c in descendants(p.pid)]
             p.send_signal(signal.SIGKILL)
-            rnd.killed, rnd.at_s = True, time.monotonic() - t0
+            t_end = time.monotonic()
+            rnd.killed, rnd.at_s = True, t_end - t0
         p.wait(900)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+    if not rnd.killed:
+        t_end = time.monotonic()
+    # before the pipes are read to their end: a child that inherited them keeps them open
+    rnd.orphans, rnd.child_exit_s = outliving(mark, grace, since=t_end)
     out.join()
     err.join()
     if not rnd.killed and p.returncode != 0:
         raise RuntimeError(f"capture failed ({p.returncode}): {err.text()[-2000:]}")
-    rnd.orphans, rnd.child_exit_s = outliving(mark, grace)
     sealed = _sealed_ids(out)
     rnd.sealed = len(sealed)
     return rnd, sealed
