@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Sequence
@@ -45,16 +46,18 @@ def score_crops(
     return [None if np.isnan(q) else float(q) for q in qs]
 
 
-def _start(scorer) -> None:
-    import torch
-
+def _start(pickled: bytes) -> None:
     global _SCORER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
-    if parent is not None:  # a SIGKILLed agent leaves no scorer behind, crops in memory
+    if parent is not None:  # a SIGKILLed agent leaves no scorer behind, crops in memory;
+        # watched before the seconds of loading torch and the model (killed during them,
+        # the scorer outlived its agent by up to 3.4 s)
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    import torch
+
     torch.set_num_threads(1)  # the other core is the detector's
-    _SCORER = scorer
+    _SCORER = pickle.loads(pickled)
 
 
 def _exit_with(sentinel: int) -> None:
@@ -87,7 +90,7 @@ class Scoring:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start,
-                initargs=(scorer,),
+                initargs=(pickle.dumps(scorer),),
             )
             self._warm = self._pool.submit(_ready)
         elif where == "thread":
