@@ -477,3 +477,14 @@ def escrow_cli(args, env, timeout: float = 600, stdin: str | None = None, cwd=No
         input=stdin,
         cwd=cwd,
     )
+
+
+def camera_client(api, camera: str):
+    """A camera's VaultClient speaking to the in-process test API (its ASGI client, with
+    the camera's token): what the outbox's Sender sends through in tests."""
+    from escrow.client import VaultClient
+
+    client = VaultClient("http://vault", api.tokens[camera])
+    client.http = api.client
+    client.http.headers["Authorization"] = f"Bearer {api.tokens[camera]}"
+    return client

@@ -289,10 +289,10 @@ def test_the_outbox_drains_a_record_the_vault_erased_and_it_is_not_stored_again(
     was lost, so the outbox still holds it when the sweep erases it. The Sender's re-send is
     acknowledged as erased: the outbox deletes its copies and drains, the vault stores
     nothing, and the trail names each record's erasure and its re-send."""
-    from escrow.client import VaultClient
     from escrow.outbox import Sender
     from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
     from escrow.sealing import record_from_fields
+    from tests.conftest import camera_client
     from vault.api.schemas import SealedRecordIn
 
     engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
@@ -310,9 +310,7 @@ def test_the_outbox_drains_a_record_the_vault_erased_and_it_is_not_stored_again(
     result = _sweep(api, keep_keys=True)
     assert sorted(result.erased) == ids and result.shredded == []  # the epoch would accept
     assert _tombstones(api) == {("cam-1", rid) for rid in ids}
-    client = VaultClient("http://vault", api.tokens["cam-1"])
-    client.http = api.client
-    client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+    client = camera_client(api, "cam-1")
     try:
         sender = Sender(factory, client, batch=2)
         assert sender.drain_once() is True

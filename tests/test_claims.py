@@ -215,10 +215,10 @@ def test_an_outbox_record_refused_for_good_stays_and_is_reported(api, tmp_path):
     """A batch of five, one of them forged (its ciphertext starts like a JPEG): the four go,
     the one stays in the outbox, is reported with the vault's reason, and sending again
     changes nothing."""
-    from escrow.client import VaultClient
     from escrow.outbox import Sender
     from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
     from escrow.sealing import record_from_fields
+    from tests.conftest import camera_client
     from vault.api.schemas import SealedRecordIn
 
     engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
@@ -233,9 +233,7 @@ def test_an_outbox_record_refused_for_good_stays_and_is_reported(api, tmp_path):
     for w in wires:
         sealed = record_from_fields(dict(SealedRecordIn.model_validate(w)))
         put(factory, [(sealed, w["track_id"], w["quality"])], api.t0, api.t0)
-    client = VaultClient("http://vault", api.tokens["cam-1"])
-    client.http = api.client
-    client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+    client = camera_client(api, "cam-1")
     try:
         sender = Sender(factory, client, batch=5)
         assert sender.drain_once() is True
@@ -260,10 +258,10 @@ def test_a_record_the_vault_holds_already_leaves_the_outbox_as_delivered(api, tm
     answers 409 to the other content. The sender takes that answer for a record of its own
     camera as delivered: the outbox drains, the vault keeps its copy, nothing is refused;
     a forged record in the same batch is still refused and kept."""
-    from escrow.client import VaultClient
     from escrow.outbox import Sender
     from escrow.records import create_schema, make_engine, put, register_epochs, session_factory
     from escrow.sealing import record_from_fields
+    from tests.conftest import camera_client
     from vault.api.schemas import SealedRecordIn
 
     engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
@@ -285,9 +283,7 @@ def test_a_record_the_vault_holds_already_leaves_the_outbox_as_delivered(api, tm
     for w in [*again, forged]:
         sealed = record_from_fields(dict(SealedRecordIn.model_validate(w)))
         put(factory, [(sealed, w["track_id"], w["quality"])], api.t0, api.t0)
-    client = VaultClient("http://vault", api.tokens["cam-1"])
-    client.http = api.client
-    client.http.headers["Authorization"] = f"Bearer {api.tokens['cam-1']}"
+    client = camera_client(api, "cam-1")
     try:
         sender = Sender(factory, client, batch=5)
         assert sender.drain_once() is True
