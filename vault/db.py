@@ -59,7 +59,12 @@ def _migration_lock(url: str) -> Iterator[None]:
     elif u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         import fcntl
 
-        with open(f"{u.database}.migrate-lock", "a") as f:
+        try:
+            f = open(f"{u.database}.migrate-lock", "a")  # noqa: SIM115 (closed below)
+        except OSError:  # a read-only or missing folder: no migration can write there, so
+            yield  # none can race; the database's own error is the one the caller reports
+            return
+        with f:
             fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or the process dies
             try:
                 yield
