@@ -180,6 +180,7 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
     def stop(signum, _frame):  # finish the frame, seal the live tracks, then stop
         job.log(f"{signal.Signals(signum).name}: sealing live tracks, then stopping")
         agent.request_stop()
+        job.source.interrupt()  # a frozen stream sends no next frame to stop after
         signal.signal(signum, signal.SIG_DFL)  # a second signal stops at once
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -105,12 +105,18 @@ class NewestFrame:
                 self._frame = (frame, self._clock())
                 self._cond.notify_all()
 
-    def take(self) -> tuple[np.ndarray, datetime] | None:
+    def take(
+        self, interrupted: Callable[[], bool] = lambda: False
+    ) -> tuple[np.ndarray, datetime] | None:
         """The newest frame not taken yet and when it arrived; None once the source ended
-        (after the reader's last frame was taken)."""
+        (after the reader's last frame was taken) or `interrupted()` says so: a stream that
+        stays open with no frames must not keep a stopping agent waiting for its read timeout.
+        Polled, not notified, because the stop comes from a signal handler."""
         with self._cond:
             while self._frame is None and not self._ended:
-                self._cond.wait()
+                if interrupted():
+                    return None
+                self._cond.wait(timeout=0.2)
             got, self._frame = self._frame, None
             return got
 
@@ -176,6 +182,7 @@ class Source:
         self.spec, self.clock, self.log = spec, clock, log
         self.status = SourceStatus()
         self.max_reconnects = max_reconnects
+        self.interrupted = False  # a stop was asked: a live source yields no more, reopens none
         self.live = is_live(spec)
         path = Path(spec)
         self.folder = None if self.live else (path if path.is_dir() else None)
@@ -256,7 +263,7 @@ class Source:
         while True:
             reader = NewestFrame(self.cap.read, self.clock)
             try:
-                while (got := first or reader.take()) is not None:
+                while (got := first or reader.take(lambda: self.interrupted)) is not None:
                     first = None
                     frame, arrived = got
                     self.status.frames_read += 1
@@ -268,9 +275,14 @@ class Source:
                 reader.stop()
                 reader.join(timeout=1.0)  # a blocked read of a live stream is not waited for
                 self.status.skipped += reader.skipped
-            if not self._reconnect():
+            if self.interrupted or not self._reconnect():
                 break
         self.cap.release()
+
+    def interrupt(self) -> None:
+        """Stop waiting for frames (safe from a signal handler): a live source ends after the
+        frame in hand, a dropped stream is not reopened."""
+        self.interrupted = True
 
     def _reconnect(self) -> bool:
         delay = 0.5

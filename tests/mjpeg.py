@@ -27,12 +27,19 @@ def encode(frames: list[np.ndarray], quality: int = 85) -> list[bytes]:
 
 class MjpegCamera:
     """Serves `schedule()`'s JPEG frames at `fps` on http://127.0.0.1:<port>/stream.mjpg to
-    one client at a time; the stream ends when the schedule does. `sent` counts frames sent,
+    one client at a time; the stream ends when the schedule does, unless `hold`: then the
+    connection stays open with no more frames, as a camera whose scene froze (a reader is not
+    sent away to reconnect), until the camera is closed. `sent` counts frames sent,
     `sent_at` when each was (wall clock) and `sent_n` which of the schedule's frames, to tell
-    which frame a record came from."""
+    which frame a record came from; `passes_done` counts connections that sent the whole
+    schedule."""
 
-    def __init__(self, schedule: Callable[[], Iterator[bytes]], fps: float = 25.0):
-        self.schedule, self.fps = schedule, fps
+    def __init__(
+        self, schedule: Callable[[], Iterator[bytes]], fps: float = 25.0, hold: bool = False
+    ):
+        self.schedule, self.fps, self.hold = schedule, fps, hold
+        self.closing = threading.Event()
+        self.passes_done = 0
         self.sent = 0
         self.sent_at: list[float] = []  # wall-clock time each frame was sent (time.time())
         self.sent_n: list[int] = []  # which frame of its connection's schedule each was
@@ -65,6 +72,9 @@ class MjpegCamera:
                         camera.sent_at.append(time.time())
                         camera.sent_n.append(n)
                         camera.sent += 1
+                    camera.passes_done += 1
+                    if camera.hold:
+                        camera.closing.wait()
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
@@ -78,6 +88,7 @@ class MjpegCamera:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -66,7 +66,9 @@ def live_capture(root: Path, env: dict, frames: list[bytes]):
         passes.append(time.monotonic())
         yield from frames
 
-    with MjpegCamera(schedule, fps=25) as cam:
+    # a camera's stream does not end: after the pass the connection stays open, frameless, so
+    # the connections the test counts are the agent's own doing
+    with MjpegCamera(schedule, fps=25, hold=True) as cam:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -87,9 +89,9 @@ def live_capture(root: Path, env: dict, frames: list[bytes]):
             text=True,
         )
         deadline = time.monotonic() + 120
-        while cam.sent < len(frames) and time.monotonic() < deadline and proc.poll() is None:
+        while cam.passes_done < 1 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        if cam.sent < len(frames):  # say why: the capture's own last words
+        if cam.passes_done < 1:  # say why: the capture's own last words
             proc.kill()
             _, err = proc.communicate(timeout=30)
             raise Stalled(f"the camera sent {cam.sent} frames; capture: {err[-3000:]}")
@@ -149,7 +151,9 @@ def test_a_live_stream_is_captured_in_real_time_and_seals_the_same_people(camera
     # of the 8 persons a capture of the file records; how many a live capture confirms
     # depends on how many frames it handles, which depends on the machine's load
     assert len(set(persons)) >= 3, persons
-    assert len(passes) <= 2
+    # one connection to learn the frame size while the models load, one to read live: the
+    # stale one is not read (its buffered frames are the past), and nothing else reconnects
+    assert len(passes) <= 2, passes
 
 
 def differs(frame: np.ndarray, box, crop: np.ndarray) -> float:

@@ -119,3 +119,33 @@ def test_live_reader_stops_when_the_agent_stops(monkeypatch):
 
     time.sleep(0.1)
     assert cap.n <= read_then + 1 and cap.n < 40
+
+
+class FrozenCamera(FastCamera):
+    """A live camera that sends one frame, then keeps the connection open and sends nothing
+    (a frozen scene, a stalled encoder): each read blocks far longer than a stop may take."""
+
+    def read(self):
+        import time
+
+        self.n += 1
+        if self.n > 1:
+            time.sleep(30)
+        return True, np.full((4, 4, 3), self.n, np.uint8)
+
+
+def test_a_stop_ends_a_live_source_that_sends_nothing(monkeypatch):
+    """The operator's Ctrl-C reaches the source: a stream that stays open without frames
+    does not keep the agent waiting for its read to time out, and is not reopened."""
+    import threading
+    import time
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", FrozenCamera)
+    src = Source("rtsp://camera.invalid/stream", log=lambda m: None, max_reconnects=3)
+    frames = iter(src)
+    next(frames)  # the one frame; the next read never returns
+    threading.Timer(0.3, src.interrupt).start()  # as the signal handler does
+    t0 = time.monotonic()
+    assert list(frames) == []
+    assert time.monotonic() - t0 < 2.0
+    assert src.status.reconnects == 0
