@@ -161,8 +161,13 @@ class VaultClient:
         return self.call("POST", f"/requests/{request_id}/approvals", approval)
 
     def release(self, request_id: str, fetch_secret: str) -> Json:
-        """The crops, once (the requester); a second call is 410."""
+        """The crops, opened once (the requester). Until `received` is called, a second call
+        answers the same crops again (an answer lost on its way); after it, 410."""
         return self.call("POST", f"/requests/{request_id}/release", {"fetch_secret": fetch_secret})
+
+    def received(self, request_id: str) -> Json:
+        """Confirm the crops arrived: the vault erases the copy it held for a lost answer."""
+        return self.call("POST", f"/requests/{request_id}/received")
 
     # --- audit trail (auditor; checkpoints for every reader of warrants) ---------------------
 

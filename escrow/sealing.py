@@ -316,3 +316,24 @@ def open_share_for_release(blob: bytes, request_private, release_private, aad: b
         return SHARE_SUITE.decrypt(inner, release_private, info=aad + b"\x00release")
     except Exception as exc:  # any HPKE failure: not sealed for this request and vault
         raise IntegrityError("a share was not sealed for this request and vault") from exc
+
+
+# --- a release's answer, held for the requester alone ------------------------------------
+
+
+def seal_to_requester(payload: bytes, request_public_raw: bytes, aad: bytes) -> bytes:
+    """In the vault at release: the answer (the opened crops) sealed to the request's own
+    public key, whose private half is the fetch secret only the requester holds. Stored in
+    the release's own transaction, so a release whose answer was lost on the way can be
+    delivered again without opening anything again; the vault, its admin and a database copy
+    cannot read it."""
+    public = x25519.X25519PublicKey.from_public_bytes(request_public_raw)
+    return SHARE_SUITE.encrypt(payload, public, info=aad + b"\x00held-release")
+
+
+def open_as_requester(blob: bytes, request_private, aad: bytes) -> bytes:
+    """With the fetch secret: the held answer; IntegrityError for another request's."""
+    try:
+        return SHARE_SUITE.decrypt(blob, request_private, info=aad + b"\x00held-release")
+    except Exception as exc:  # any HPKE failure: not held for this request and secret
+        raise IntegrityError("the held release was not sealed for this request") from exc

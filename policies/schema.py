@@ -93,6 +93,10 @@ class Openings(Strict):
     # A request not fetched this long after it was made is closed by the sweeper and the
     # sealed shares it gathered are wiped.
     unfetched_after: Duration = timedelta(days=7)
+    # A release's answer stays sealed to the requester's fetch secret this long (or until the
+    # requester confirms receipt), so crops lost on their way can be fetched again; never
+    # past the retention of a record in it that is not under legal hold.
+    redeliver_for: Duration = timedelta(hours=24)
 
     @model_validator(mode="after")
     def _k_le_n(self) -> Openings:
@@ -135,6 +139,7 @@ class Policy(Strict):
             "key_epoch_hours": h(self.keys.epoch),
             "openings": f"{self.openings.threshold}-of-{self.openings.trustees}",
             "unfetched_request_hours": h(self.openings.unfetched_after),
+            "held_release_hours": h(self.openings.redeliver_for),
             "legal_hold_after_warrant_hours": h(self.legal_hold.after_warrant),
             "sweep": {"every_hours": h(self.sweep.every), "batch": self.sweep.batch},
         }

@@ -65,8 +65,9 @@ def test_parallel_ingests_and_openings_keep_the_chain(api):
     n_ingest = len(batches)
     assert statuses[:n_ingest] == [200] * n_ingest
     releases = statuses[n_ingest : n_ingest + len(requests) + 3]
-    assert releases.count(200) == len(requests)  # each request released exactly once
-    assert sorted(releases)[len(requests) :] == [410, 410, 410]
+    # each request opened exactly once; the raced fetches of one get its held answer again
+    # (200, audited as a redelivery) until its receipt is confirmed
+    assert releases == [200] * (len(requests) + 3)
     assert statuses[-4:] == [200] * 4
     with api.ctx.factory() as s:
         stored = s.scalar(select(func.count()).select_from(SealedRecordRow))
@@ -75,5 +76,5 @@ def test_parallel_ingests_and_openings_keep_the_chain(api):
     new = acts[entries_before:]
     assert new.count("ingest") == n_ingest + 4
     assert new.count("request.release") == len(requests)
-    assert new.count("refused") == 3
+    assert new.count("request.redeliver") == 3 and new.count("refused") == 0
     assert audit.verify(api.ctx.factory).ok

@@ -24,6 +24,7 @@ EXPECTED = {
     ("GET", "/requests/{request_id}/review"): AUTH | PARAMS | {404},
     ("POST", "/requests/{request_id}/approvals"): AUTH | BODY | {404, 409},
     ("POST", "/requests/{request_id}/release"): AUTH | BODY | {404, 409, 410},
+    ("POST", "/requests/{request_id}/received"): AUTH | PARAMS | {404, 409},
     ("GET", "/audit"): AUTH | PARAMS,
     ("GET", "/audit/verify"): AUTH | PARAMS,
     ("GET", "/audit/checkpoint"): AUTH,

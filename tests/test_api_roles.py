@@ -34,6 +34,7 @@ MATRIX = [
     ("GET", "/requests/{request_id}/review", {"trustee"}),
     ("POST", "/requests/{request_id}/approvals", {"trustee"}),
     ("POST", "/requests/{request_id}/release", {"investigator"}),
+    ("POST", "/requests/{request_id}/received", {"investigator"}),
     ("GET", "/audit", {"auditor"}),
     ("GET", "/audit/verify", {"auditor"}),
     ("GET", "/audit/checkpoint", {"auditor", "investigator", "judge", "trustee"}),

@@ -87,6 +87,7 @@ def test_a_failed_audit_write_stops_the_ingest_and_the_release(api):
     out = api.release(rid, secret)  # releasable once the trail can be written again
     assert out.status_code == 200 and len(out.json()["released"]) == 1
     assert api.audit_actions()[-1] == "request.release"
+    assert api.call("Det. Vance", "POST", f"/requests/{rid}/received").status_code == 200
     assert api.release(rid, secret).status_code == 410
 
 
@@ -376,7 +377,9 @@ def test_no_endpoint_but_the_release_returns_crop_or_ciphertext_bytes(api):
                 assert not leaks(r.content), f"console {path} as {who}: {leaks(r.content)}"
                 tried += 1
     assert tried > 150
-    # the writes that answer with bodies: a second release, a repeated ingest, a review
+    # the writes that answer with bodies: the receipt, a release after it, a repeated ingest,
+    # a review (before the receipt, a second release is the release's own answer again)
+    assert not leaks(api.call("Det. Vance", "POST", f"/requests/{rid}/received").content)
     assert not leaks(api.release(rid, secret).content)
     assert not leaks(api.ingest("cam-1", wires).content)
     assert not leaks(api.call("Trustee A", "GET", f"/requests/{rid}/review").content)

@@ -6,6 +6,7 @@ Real HTTP (uvicorn in a thread) and the `escrow` command in a subprocess, as a u
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -202,10 +204,29 @@ def test_trustee_sees_the_case_before_approving_and_crops_stay_private(live, tmp
     refused = escrow(["request", "fetch", rid, "--out", busy], inv)  # before the release
     assert refused.returncode == 2 and "not empty" in refused.stderr
 
+    # a fetch whose answer never arrived (the vault died after its commit, the line broke):
+    # released and audited, nothing written; the same command gets the same crops again
+    secret = (Path(inv["ESCROW_REQUESTS_DIR"]) / f"{rid}.secret").read_text().strip()
+    lost = live.release(rid, secret)
+    assert lost.status_code == 200 and len(lost.json()["released"]) == 3
+
     os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless made otherwise
     out = tmp_path / "crops"
     got = _ok(escrow(["request", "fetch", rid, "--out", out], inv))
     assert "3 crop(s) written" in got
+    for r in lost.json()["released"]:
+        assert (out / f"{r['record_id']}.jpg").read_bytes() == base64.b64decode(r["jpeg"])
+    # written, so received: the vault erased the copy it held for a lost answer
+    after = live.call("Det. Vance", "GET", f"/requests/{rid}").json()
+    assert after["held_until"] is None
+    acts = live.audit_actions()
+    assert [
+        acts.count(a) for a in ("request.release", "request.redeliver", "request.received")
+    ] == [
+        1,
+        1,
+        1,
+    ]
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     files = sorted(out.iterdir())
     assert {p.name for p in files} >= {"release.json", *(f"{r}.jpg" for r in live.records)}
@@ -282,6 +303,7 @@ def test_python_client_typed_methods_and_context_manager(live):
         assert live.approve(name, rid).status_code == 200
     with VaultClient(url, live.tokens["Det. Vance"]) as inv:
         assert len(inv.release(rid, secret)["released"]) == 3
+        assert inv.received(rid)["held_until"] is None
         with pytest.raises(VaultError) as again:
             inv.release(rid, secret)
         assert again.value.status == 410 and "already released" in again.value.detail
@@ -295,6 +317,7 @@ def test_python_client_typed_methods_and_context_manager(live):
             "request.approve",
             "request.approve",
             "request.release",
+            "request.received",
         ]
         assert aud.retention_report()["erased_records"] == 0
 

@@ -298,10 +298,15 @@ def test_two_serve_replicas_on_one_database(api, tmp_path):
         )
         assert out.status_code == 200, out.text
         assert sorted(c["record_id"] for c in out.json()["released"]) == sorted(ids)
-        again = two.post(
+        again = two.post(  # the held answer again: the same crops, nothing opened again
             f"/requests/{rid}/release", headers=api.h("Det. Vance"), json={"fetch_secret": secret}
         )
-        assert again.status_code == 410
+        assert again.status_code == 200 and again.json() == out.json()
+        assert two.post(f"/requests/{rid}/received", headers=api.h("Det. Vance")).is_success
+        gone = one.post(
+            f"/requests/{rid}/release", headers=api.h("Det. Vance"), json={"fetch_secret": secret}
+        )
+        assert gone.status_code == 410
         for c in clients:
             c.close()
     finally:

@@ -17,14 +17,16 @@ Agent: the whole capture agent (`escrow capture --vault-url`, against `escrow se
 at points of its life triggered by what it says (tests/killcapture.py) and is started again
 on the same file: nothing lost or duplicated, no process of it left, the outbox drained.
 Release: the request is released exactly once (crops returned and audited) or still pending
-and releasable. The one window where the crops can be lost is a death after the release's
-commit and before the answer reaches the requester: the release is then in the trail and the
-shares are wiped (fail closed: nothing leaves the vault unaudited); the test checks that this
-happens only after the commit, never before.
+and releasable; never released without the crops reaching the requester. A death after the
+release's commit and before the answer reached the requester leaves the release in the trail,
+the shares wiped and the answer held sealed to the request's key: the restarted vault answers
+the same crops again (audited as a redelivery, nothing opened again) until the requester
+confirms receipt; then, and only then, a fetch is 410.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -252,7 +254,7 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
         reqs.append((rid, secret, rec["record_id"]))
     points = [10**6]  # the first runs through, counting; the points come from its count
     witness = tmp_path / "witness.jsonl"
-    outcomes = {"pending": 0, "released": 0, "lost in transit": 0}
+    outcomes = {"pending": 0, "released": 0, "answer lost, fetched again": 0}
     for i, (rid, secret, record) in enumerate(reqs):
         if i == len(points):
             break
@@ -299,18 +301,23 @@ def test_sigkill_during_releases_releases_once_or_stays_releasable(api, tmp_path
             assert len(audited) == 1 and audited[0]["released"][0][0] == record
             assert shares == [None, None], "a released request kept its shares"
             if got.exists():
-                import base64
-
                 body = json.loads(got.read_bytes())
                 assert base64.b64decode(body["released"][0]["jpeg"]) == crops[record]
                 outcomes["released"] += 1
             else:  # died between the commit and the answer: only ever after the commit
                 assert died and any(e.startswith("commit") for e in events[:-1]), events
-                outcomes["lost in transit"] += 1
-        assert api.release(rid, secret).status_code == 410  # never twice
+                again = api.release(rid, secret)  # the restarted vault: the held answer
+                assert again.status_code == 200, again.text
+                assert base64.b64decode(again.json()["released"][0]["jpeg"]) == crops[record]
+                redelivered = [d for d in _trail(api, "request.redeliver") if d["request"] == rid]
+                assert len(redelivered) == 1
+                outcomes["answer lost, fetched again"] += 1
+        received = api.call("Det. Vance", "POST", f"/requests/{rid}/received")
+        assert received.status_code == 200, received.text
+        assert api.release(rid, secret).status_code == 410  # received: never again
         assert len([d for d in _trail(api, "request.release") if d["request"] == rid]) == 1
     assert outcomes["pending"] >= 14, outcomes  # most points lie before the commit
-    assert outcomes["lost in transit"] >= 1, outcomes  # one lies just after it
+    assert outcomes["answer lost, fetched again"] >= 1, outcomes  # one lies just after it
     assert sum(outcomes.values()) == len(points) >= 15
 
 

@@ -98,6 +98,11 @@ class OpeningRequest(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | released | closed
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_count: Mapped[int | None] = mapped_column(Integer)
+    # The release's answer sealed to `public_key` (escrow.sealing.seal_to_requester), kept
+    # until the requester confirms receipt or `held_until`: an answer lost on its way is
+    # delivered again, never opened again. Readable with the fetch secret only.
+    held_release: Mapped[bytes | None] = mapped_column(LargeBinary)
+    held_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_requests_warrant", "warrant_id"),)
 

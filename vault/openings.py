@@ -258,6 +258,16 @@ def close(s: Session, req: OpeningRequest, status: str) -> None:
         a.sealed_share = None
 
 
+def _request_key(req: OpeningRequest, fetch_secret: str) -> x25519.X25519PrivateKey:
+    try:
+        key = x25519.X25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(fetch_secret))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise OpeningRefused("malformed fetch secret", 422) from exc
+    if key.public_key().public_bytes_raw() != req.public_key:
+        raise OpeningRefused("this fetch secret is not the one issued with the request")
+    return key
+
+
 def _rebuild_keys(
     req: OpeningRequest,
     have: list[Approval],
@@ -316,8 +326,10 @@ def release(
     fetch_secret: str,
     required: int,
     now: datetime,
+    hold_for: timedelta = timedelta(hours=24),
 ) -> tuple[list[dict], dict[str, str]]:
-    """Open the request's records -> (released crops, {record id: why not released})."""
+    """Open the request's records -> (released crops, {record id: why not released}). The
+    answer is held, sealed to the request's key, in the same transaction (see `redeliver`)."""
     if req.requester_token_id != token_id:
         raise OpeningRefused("only the requester can fetch a request's crops")
     if req.status == "released":
@@ -329,12 +341,7 @@ def release(
     have = approvals(s, req)
     if len(have) < required:
         raise OpeningRefused(f"{len(have)} of {required} trustee approvals so far", 409)
-    try:
-        key = x25519.X25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(fetch_secret))
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise OpeningRefused("malformed fetch secret", 422) from exc
-    if key.public_key().public_bytes_raw() != req.public_key:
-        raise OpeningRefused("this fetch secret is not the one issued with the request")
+    key = _request_key(req, fetch_secret)
     ids = record_ids(req)
     rows = request_rows(s, req, w)
     if w.max_records is not None and _committed(s, w, exclude=req.id) + len(rows) > w.max_records:
@@ -393,7 +400,95 @@ def release(
     close(s, req, "released")
     req.released_at = now
     req.released_count = len(released)
+    ends = [as_utc(r.expires) for r in rows if not r.legal_hold]
+    req.held_until = min([now + hold_for, *ends])
+    req.held_release = sealing.seal_to_requester(
+        _bundle(released, withheld), req.public_key, _held_aad(req)
+    )
     return released, withheld
+
+
+def _held_aad(req: OpeningRequest) -> bytes:
+    return f"keyframe-escrow release|{req.id}|{digest(req)}".encode()
+
+
+def _bundle(released: list[dict], withheld: dict[str, str]) -> bytes:
+    b64 = base64.b64encode
+    return json.dumps(
+        {
+            "released": [
+                {
+                    **r,
+                    "best_time": r["best_time"].isoformat(),
+                    "jpeg": b64(r["jpeg"]).decode(),
+                    "clip": [b64(f).decode() for f in r["clip"]],
+                }
+                for r in released
+            ],
+            "withheld": withheld,
+        }
+    ).encode()
+
+
+def _unbundle(data: bytes) -> tuple[list[dict], dict[str, str]]:
+    doc = json.loads(data)
+    released = [
+        {
+            **r,
+            "best_time": datetime.fromisoformat(r["best_time"]),
+            "jpeg": base64.b64decode(r["jpeg"]),
+            "clip": [base64.b64decode(f) for f in r["clip"]],
+        }
+        for r in doc["released"]
+    ]
+    return released, doc["withheld"]
+
+
+def redeliver(
+    req: OpeningRequest, *, token_id: str, fetch_secret: str, now: datetime
+) -> tuple[list[dict], dict[str, str]]:
+    """The same answer again, for a released request whose crops did not reach the
+    requester (the vault died after the commit, the connection broke): opened from the held
+    copy with the fetch secret, not from the records; no key is rebuilt, nothing new opens."""
+    if req.requester_token_id != token_id:
+        raise OpeningRefused("only the requester can fetch a request's crops")
+    if req.held_release is None or req.held_until is None or as_utc(req.held_until) <= now:
+        raise OpeningRefused(
+            f"request {req.id} was already released (crops go out once"
+            + (", and their receipt was confirmed)" if req.held_until is None else ")"),
+            410,
+        )
+    key = _request_key(req, fetch_secret)
+    try:
+        return _unbundle(sealing.open_as_requester(req.held_release, key, _held_aad(req)))
+    except sealing.IntegrityError as exc:  # a row edited behind the vault's back
+        raise OpeningRefused(f"the held answer of request {req.id} does not open", 409) from exc
+
+
+def confirm_received(req: OpeningRequest, *, token_id: str) -> bool:
+    """The requester has the crops: the held answer is wiped. False if none was held."""
+    if req.requester_token_id != token_id:
+        raise OpeningRefused("only the requester can confirm a request's crops")
+    if req.status != "released":
+        raise OpeningRefused(f"request {req.id} is {req.status}: nothing was released", 409)
+    held = req.held_release is not None
+    req.held_release, req.held_until = None, None
+    return held
+
+
+def drop_held(s: Session, now: datetime) -> list[str]:
+    """Wipe the answers held past their time (nobody confirmed receipt). Returns the ids."""
+    due = s.scalars(
+        select(OpeningRequest).where(
+            OpeningRequest.held_release.is_not(None), OpeningRequest.held_until <= now
+        )
+    ).all()
+    for req in due:
+        req.held_release = None
+    if due:
+        ids = [r.id for r in due]
+        audit.append(s, "retention-sweeper", "request.held_expire", {"requests": ids}, now)
+    return [r.id for r in due]
 
 
 def expire_stale(s: Session, now: datetime, unfetched_after: timedelta) -> list[str]:

@@ -32,7 +32,7 @@ from escrow.canonical import as_utc
 from vault import audit
 from vault.keys import KeyStore
 from vault.models import ErasedRecord, KeyEpoch, SealedRecordRow, SweepIdleDay
-from vault.openings import expire_stale
+from vault.openings import drop_held, expire_stale
 from vault.store import checkpoint_wal
 from vault.warrants import refresh_holds
 
@@ -46,6 +46,7 @@ class SweepResult:
     held_expired: int = 0
     shredded: list[str] = field(default_factory=list)
     expired_requests: list[str] = field(default_factory=list)
+    dropped_releases: list[str] = field(default_factory=list)
     holds_set: int = 0
     holds_lifted: int = 0
 
@@ -56,6 +57,7 @@ class SweepResult:
             self.erased
             or self.shredded
             or self.expired_requests
+            or self.dropped_releases
             or self.holds_set
             or self.holds_lifted
         )
@@ -67,6 +69,7 @@ class SweepResult:
             "held_expired": self.held_expired,
             "shredded_epochs": self.shredded,
             "expired_requests": len(self.expired_requests),
+            "dropped_held_releases": len(self.dropped_releases),
             "holds_set": self.holds_set,
             "holds_lifted": self.holds_lifted,
         }
@@ -232,10 +235,12 @@ def sweep(
             if after_warrant is not None:
                 with factory.begin() as s:  # counted in the run's summary entry
                     result.holds_set, result.holds_lifted = refresh_holds(s, now, after_warrant)
-            if unfetched_after is not None:  # wipe the shares of requests nobody fetched
-                with factory.begin() as s:
-                    audit.lock(s)
+            with factory.begin() as s:
+                audit.lock(s)
+                if unfetched_after is not None:  # wipe the shares of requests nobody fetched
                     result.expired_requests = expire_stale(s, now, unfetched_after)
+                # and the released crops held for a lost answer, past their time
+                result.dropped_releases = drop_held(s, now)
             while ids := _erase_batch(factory, now, batch, rule, keep_keys_for):
                 result.erased += ids
             result.shredded = _shred_empty_epochs(factory, keystore, now, keep_keys_for)
@@ -252,7 +257,7 @@ def sweep(
             if pg:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
                 lock_conn.commit()
-    if result.expired_requests and not result.erased:
+    if (result.expired_requests or result.dropped_releases) and not result.erased:
         checkpoint_wal(engine)
     if result.erased and engine.dialect.name == "sqlite":
         checkpoint_wal(engine)

@@ -340,7 +340,8 @@ def request_fetch(
 ) -> None:
     """Fetch the released crops once (the requester's token): one JPEG per record, its clip
     frames if sealed with one, and release.json with what was withheld and why; all 0600 in
-    a 0700 folder."""
+    a 0700 folder. Once they are written, their receipt is confirmed to the vault; a fetch
+    cut off before that can be run again (to a new folder) and gets the same crops."""
     path = _secret_path(request_id)
     with vault(vault_url, token) as c:
         try:
@@ -368,6 +369,8 @@ def request_fetch(
             _write_private(out / f"{stem}.clip{i:03d}.jpg", base64.b64decode(frame))
         r.pop("jpeg"), r.pop("clip")
     _write_private(out / "release.json", json.dumps(res, indent=1).encode())
+    with vault(vault_url, token) as c:  # on disk: the vault may erase the copy it held
+        c.received(request_id)
     path.unlink()
     typer.echo(f"{len(res['released'])} crop(s) written to {out}; {len(res['withheld'])} withheld")
     for rid, why in res["withheld"].items():

@@ -27,6 +27,7 @@ CREATE, REQUESTS = ("POST", "/requests"), ("GET", "/requests")
 REQUEST, REVIEW = ("GET", "/requests/{request_id}"), ("GET", "/requests/{request_id}/review")
 APPROVE = ("POST", "/requests/{request_id}/approvals")
 RELEASE = ("POST", "/requests/{request_id}/release")
+RECEIVED = ("POST", "/requests/{request_id}/received")
 AUDIT, VERIFY = ("GET", "/audit"), ("GET", "/audit/verify")
 CHECKPOINT, PROOF = ("GET", "/audit/checkpoint"), ("GET", "/audit/proof")
 CONSISTENCY, REPORT = ("GET", "/audit/consistency"), ("GET", "/retention/report")
@@ -148,9 +149,17 @@ LINKS: list[Link] = [
         200,
         "ReleaseAgain",
         RELEASE,
-        "A second fetch: the crops go out once.",
+        "A second fetch: the same crops again, from the held copy, until receipt is confirmed.",
         {"request_id": "$request.path.request_id"},
         {"fetch_secret": "$request.body#/fetch_secret"},
+    ),
+    Link(
+        RELEASE,
+        200,
+        "ConfirmReceived",
+        RECEIVED,
+        "The crops arrived: erase the held copy; the request answers 410 from then on.",
+        {"request_id": "$request.path.request_id"},
     ),
     Link(
         AUDIT,

@@ -279,6 +279,9 @@ class RequestOut(Doc):
     """When the crops were fetched, if they were."""
     released_count: int | None
     """How many crops went out."""
+    held_until: datetime | None = None
+    """Until when the released crops can be fetched again (an answer lost on its way), sealed
+    to the fetch secret; null once receipt is confirmed, after it, or before a release."""
 
 
 class RequestCreated(Doc):

@@ -483,7 +483,8 @@ def investigator_fetch(
     fetch_secret: Annotated[str, Form()] = "",
     csrf: Csrf = None,
 ):
-    """The one release: the secret typed in (the console never stored it), a zip back."""
+    """The release, the secret typed in (the console never stored it), a zip back; until
+    the investigator confirms receipt, the same zip again from the held answer."""
     from vault.api.schemas import ReleaseIn
 
     who = require_post(request, INVESTIGATOR, csrf)
@@ -501,6 +502,17 @@ def investigator_fetch(
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="release-{request_id}.zip"'},
     )
+
+
+@router.post("/investigator/requests/{request_id}/received")
+def investigator_received(request_id: str, request: Request, csrf: Csrf = None):
+    """The zip arrived: the copy the vault held for a lost download is erased."""
+    who = require_post(request, INVESTIGATOR, csrf)
+    try:
+        requests_api.received(request_id, request, who[0])
+    except Refused as exc:
+        return refused_page(request, exc, who)
+    return RedirectResponse(f"/console/investigator/requests/{request_id}", status_code=303)
 
 
 # --- trustee -------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def out(s, req: OpeningRequest, ctx: VaultContext) -> RequestOut:
         digest=openings.digest(req),
         released_at=as_utc(req.released_at) if req.released_at else None,
         released_count=req.released_count,
+        held_until=as_utc(req.held_until) if req.held_release is not None else None,
     )
 
 
@@ -203,23 +204,33 @@ def release(
     request: Request,
     caller: InvestigatorCaller,
 ):
-    """Open the approved request's records and return the crops, once."""
+    """Open the approved request's records and return the crops, once. Until the requester
+    confirms receipt (`/received`), a released request answers again with the same crops,
+    from a copy only the fetch secret opens: an answer lost on its way is not lost."""
     ctx = get_ctx(request)
     with act(ctx, caller) as a:
         req, w = _locked(a, request_id, caller)
-        released, withheld = openings.release(
-            a.s,
-            req,
-            w,
-            ctx.warrant_key,
-            ctx.keystore,
-            token_id=caller.token_id,
-            fetch_secret=body.fetch_secret,
-            required=ctx.required_approvals,
-            now=a.now,
-        )
+        if req.status == "released":
+            released, withheld = openings.redeliver(
+                req, token_id=caller.token_id, fetch_secret=body.fetch_secret, now=a.now
+            )
+            action = "request.redeliver"
+        else:
+            released, withheld = openings.release(
+                a.s,
+                req,
+                w,
+                ctx.warrant_key,
+                ctx.keystore,
+                token_id=caller.token_id,
+                fetch_secret=body.fetch_secret,
+                required=ctx.required_approvals,
+                now=a.now,
+                hold_for=ctx.policy.openings.redeliver_for,
+            )
+            action = "request.release"
         a.audit(
-            "request.release",
+            action,
             {
                 "request": req.id,
                 "warrant": req.warrant_id,
@@ -243,3 +254,21 @@ def release(
         ],
         withheld=withheld,
     )
+
+
+@router.post(
+    "/{request_id}/received",
+    response_model=RequestOut,
+    responses=responses(*WITH_PARAMS, 404, 409),
+)
+def received(request_id: RequestId, request: Request, caller: InvestigatorCaller):
+    """The requester has the released crops: the copy held for a lost answer is erased, and
+    the request answers 410 from now on."""
+    ctx = get_ctx(request)
+    with act(ctx, caller) as a:
+        req, _ = _locked(a, request_id, caller)
+        held = openings.confirm_received(req, token_id=caller.token_id)
+        a.audit("request.received", {"request": req.id, "held_copy_erased": held})
+        result = out(a.s, req, ctx)
+    checkpoint_wal(ctx.engine)
+    return result
