@@ -43,8 +43,11 @@ def test_a_scoring_process_scores_as_the_loop_does(scorer, crops):
     for where in ("thread", "process"):
         assert [q is None for q in got[where]] == [q is None for q in got["inline"]]
         np.testing.assert_allclose(got[where][:4], got["inline"][:4], rtol=1e-6)
+    # ungated, all eight go through the model in one batch, gated only the four that may win:
+    # batches of another size round differently (seen in a full-suite run: 5e-4 of 6,648)
     ungated = Scoring(scorer, "inline", False, None, 0.2).submit(crops, floors).result()
-    assert ungated[:4] == got["inline"][:4] and None not in ungated
+    assert None not in ungated
+    np.testing.assert_allclose(ungated[:4], got["inline"][:4], rtol=1e-6)
 
 
 def test_the_scoring_process_ignores_ctrl_c_and_stops_when_closed(scorer, crops):
