@@ -6,8 +6,9 @@ gives, the crops it cuts score differently and the best crop of a track can be l
 person 1 sealed at 0.938 of the every-frame pipeline's best). For each frame of the street
 clip and each face a full scan finds there, the face is re-found from the box of the same
 face in the previous two scans (extrapolated, as a constant-velocity tracker predicts),
-grown by a factor before R-Net, and compared: IoU with the scan's box, offset of each edge,
-and the VAE's quality of the two crops.
+grown by a factor before R-Net (with --chain: re-found frame after frame from the last
+scan, as the agent does between its scans every 8th frame), and compared: IoU with the
+scan's box, offset of each edge, and the VAE's quality of the two crops.
 
     .venv/bin/python experiments/capture/refine_framing.py [--grow 1.0 1.15 1.3]
 """
@@ -35,6 +36,7 @@ def grown(box, s: float):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grow", type=float, nargs="+", default=[1.0, 1.15, 1.3])
+    ap.add_argument("--chain", action="store_true", help="re-find from re-found boxes")
     args = ap.parse_args()
     torch.set_num_threads(1)
     frames = clip_frames(str(get_settings().data_dir / "video" / "arcade-1080p.mp4"))
@@ -60,7 +62,26 @@ def main() -> None:
     for s in args.grow:
         found, ious, edges, ratios = 0, [], [], []
         refound = []
-        for i, _d, pred in pairs:
+        for i, d, pred in pairs:
+            if args.chain:  # as the agent: predicted from its own last re-found boxes
+                start = i - i % 8
+                a = max(scans[start], key=lambda p: iou(p.box, d.box), default=None)
+                boxes = [a.box] if a is not None and iou(a.box, d.box) > 0.1 else []
+                for j in range(start + 1, i):
+                    if len(boxes) >= 2:
+                        p = tuple(2 * x - y for x, y in zip(boxes[-1], boxes[-2], strict=True))
+                    elif boxes:
+                        p = boxes[-1]
+                    else:
+                        break
+                    (rj,) = det.refine(frames[j], [grown(p, s)])
+                    if rj is None:
+                        break
+                    boxes.append(rj.box)
+                if i % 8 == 0 or len(boxes) < 2 or len(boxes) < i - start:
+                    refound.append(None if i % 8 else d)
+                    continue
+                pred = tuple(2 * x - y for x, y in zip(boxes[-1], boxes[-2], strict=True))
             (r,) = det.refine(frames[i], [grown(pred, s)])
             refound.append(r)
         crops = [r.crop for r in refound if r is not None]
