@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 
 from vault import audit
@@ -124,7 +124,18 @@ def install(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # A value the database itself refuses (PostgreSQL: a NUL character in a text
+        # parameter, a number out of its column's range), found by the stateful API test:
+        # invalid input, not a server error; the transaction was rolled back.
+        log.warning("input the database refused at %s: %s", endpoint(request), exc.orig)
+        return JSONResponse(
+            {"detail": "input: a value the database cannot store (e.g. a NUL character)"},
+            status_code=422,
+        )
+
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(DataError, unstorable)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(OperationalError, unavailable)
