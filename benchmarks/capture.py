@@ -246,7 +246,7 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
     url = here.recv()
     lags: list[float] = []
     cpu: dict[str, list[float]] = {"busy": [], "empty": []}
-    memory: list[tuple[float, float]] = []
+    memory: list[tuple[float, dict[str, float]]] = []
     period = 105 / 25 + empty_seconds
     pids: list[int] = [os.getpid()]  # the agent and its scoring process
     state = {"t0": None, "cpu": cpu_seconds(pids), "wall": time.monotonic(), "agent": None}
@@ -263,7 +263,8 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
             used = (now_cpu - state["cpu"]) / (wall - state["wall"])
             cpu["busy" if phase < 105 / 25 else "empty"].append(used)
             state["cpu"], state["wall"] = now_cpu, wall
-            memory.append((round(wall - state["t0"], 1), sum(rss_mib(p) for p in pids)))
+            rss = dict(zip(("agent", "scorer"), map(rss_mib, pids), strict=True))
+            memory.append((round(wall - state["t0"], 1), rss | {"both": sum(rss.values())}))
         if wall - state["t0"] >= seconds:
             state["agent"].request_stop()
 
@@ -272,7 +273,11 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
     url_db = f"sqlite:///{tmp / 'live.db'}"
     upgrade(url_db)
     agent = CaptureAgent(
-        CaptureConfig(CAMERA, evidence=FaceEvidence(min_quality=scorer.non_face_below)),
+        CaptureConfig(  # as `escrow capture URL` configures it
+            CAMERA,
+            evidence=FaceEvidence(min_quality=scorer.non_face_below),
+            keep_histories=False,
+        ),
         DETECTOR,
         scorer,
         ring,
@@ -300,7 +305,9 @@ def live(clip: Path, ring, scorer, tmp: Path, seconds: float, empty_seconds: flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3, help="runs of the agent (median fps)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of the agent (median fps); 0: live part only"
+    )
     ap.add_argument("--live-seconds", type=float, default=60.0, help="0: no live part")
     ap.add_argument("--empty-seconds", type=float, default=5.0, help="empty scene per loop")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -319,6 +326,13 @@ def main() -> None:
     global DETECTOR
     DETECTOR = warm_detector(clip)
 
+    if args.repeat > 0:
+        file_part(args, clip, ring, scorer, tmp, truth)
+    if args.live_seconds > 0:
+        live_part(args, clip, ring, scorer, tmp)
+
+
+def file_part(args, clip: Path, ring, scorer, tmp: Path, truth) -> None:
     runs = [capture(Source(str(clip)), ring, scorer, tmp, False) for _ in range(args.repeat)]
     agent = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
     ref = capture(Source(str(clip)), ring, scorer, tmp, True)
@@ -357,19 +371,25 @@ def main() -> None:
     print("  every-frame", json.dumps(truth_row(ref, truth)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS so far {peak:.0f} MiB")
-    if args.live_seconds > 0:
-        r = live(clip, ring, scorer, tmp, args.live_seconds, args.empty_seconds)
+
+
+def live_part(args, clip: Path, ring, scorer, tmp: Path) -> None:
+    from soak import memory_summary  # the soak's rule for "flat"
+
+    r = live(clip, ring, scorer, tmp, args.live_seconds, args.empty_seconds)
+    print(
+        f"live MJPEG at 25 fps for {args.live_seconds:.0f} s (clip, then "
+        f"{args.empty_seconds:.0f} s empty, looped):"
+    )
+    print("  ", json.dumps({k: v for k, v in r.items() if k != "rss_mib"}))
+    print("   RSS MiB           first     max    last  growth  flat")
+    for name, m in memory_summary(r["rss_mib"]).items():
         print(
-            f"live MJPEG at 25 fps for {args.live_seconds:.0f} s (clip, then "
-            f"{args.empty_seconds:.0f} s empty, looped):"
+            f"   {name:<12} {m['first_mib']:8.0f} {m['max_mib']:7.0f} {m['last_mib']:7.0f} "
+            f"{m['growth_mib']:+7.1f}  {'yes' if m['flat'] else 'NO'} ({m['samples']} samples)"
         )
-        print("  ", json.dumps({k: v for k, v in r.items() if k != "rss_mib"}))
-        mem = r["rss_mib"]
-        if mem:
-            print(
-                f"   RSS MiB: first {mem[0][1]:.0f}, max {max(m for _, m in mem):.0f}, "
-                f"last {mem[-1][1]:.0f} ({len(mem)} samples)"
-            )
+    minutes = {int(t // 60): d["both"] for t, d in r["rss_mib"]}
+    print("   both, at each minute's last sample:", [round(v) for v in minutes.values()])
 
 
 if __name__ == "__main__":

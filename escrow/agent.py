@@ -29,6 +29,7 @@ import numpy as np
 from escrow import records, sealing
 from escrow.boxes import iou, merge_boxes
 from escrow.detect import FrameDetector
+from escrow.heap import release_free_memory
 from escrow.keyring import CameraKeyring, FreshKeyring
 from escrow.motion import MotionGate
 from escrow.scoring import Scoring, Where
@@ -39,6 +40,7 @@ from vae.framing import CAPTURE_MARGIN
 
 RECORD_NS = uuid.UUID("8f6c3c1e-2b1d-4f3e-9a53-6f1b2f0c9d11")
 MAX_BATCH = 32  # crops gathered for a busy scorer before the loop waits for it
+TRIM_SECONDS = 5.0  # how often the loop gives freed heap memory back (escrow.heap)
 
 
 @dataclass
@@ -96,6 +98,9 @@ class CaptureConfig:
     retention: timedelta = timedelta(hours=72)
     jpeg_quality: int = 95
     clip_seconds: float = 0.0  # also seal the track's crops this long around the best frame
+    # every scored crop's quality, per track, for the per-track report: a camera that runs
+    # for days keeps none (a few hundred MB a day of a busy street)
+    keep_histories: bool = True
 
 
 @dataclass
@@ -235,7 +240,8 @@ class CaptureAgent:
         records.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
         summary.record_ids.append(rid)
-        self.sealed[tr.id] = (cand.frame_index, cand.quality)
+        if self.cfg.keep_histories:
+            self.sealed[tr.id] = (cand.frame_index, cand.quality)
         if self.on_sealed:  # only after the transaction committed
             self.on_sealed(rid, meta)
 
@@ -356,7 +362,9 @@ class CaptureAgent:
                         self.clips.add(tid, d.crop, False)
                     continue
                 summary.crops_scored += 1
-                self.histories.setdefault(tid, []).append((frame.index, frame.time.timestamp(), q))
+                if self.cfg.keep_histories:
+                    point = (frame.index, frame.time.timestamp(), q)
+                    self.histories.setdefault(tid, []).append(point)
                 new_best = self.best.offer(
                     tid, Candidate(q, d.crop, frame.index, frame.time, d.box, d.prob)
                 )
@@ -378,8 +386,12 @@ class CaptureAgent:
         score earlier ones' crops. A track is sealed only once every crop of it was scored."""
         live = getattr(source, "live", False)
         inline = self.cfg.schedule.scoring == "inline"
+        trimmed = time.monotonic()
         for frame in source:
             started = time.monotonic()
+            if started - trimmed >= TRIM_SECONDS:
+                release_free_memory()
+                trimmed = started
             plan = self._plan(frame)
             faces: list = []
             if plan is None:

@@ -154,6 +154,8 @@ def run(job: CaptureJob) -> tuple[CaptureSummary, dict]:
         min_track_frames=job.min_track,
         clip_seconds=job.clip_seconds,
         retention=job.retention,
+        # a live camera runs for days: its tracks' histories only for a report asked for
+        keep_histories=job.report is not None or not job.source.live,
         schedule=Schedule.reference() if job.every_frame else Schedule(),
         gate=ScoreGate(enabled=not job.every_frame),
         # the VAE's own evidence that a track is a face, in the shipped weights' units

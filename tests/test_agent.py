@@ -123,6 +123,30 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
     assert len(agent.best) == 0  # no plaintext left behind in memory
 
 
+def test_a_live_camera_keeps_no_history_and_gives_freed_memory_back(vault, monkeypatch):
+    """What a camera running for days must not hold: each scored crop's quality (kept only for
+    a report) and the heap's freed pages (returned every TRIM_SECONDS); the same records."""
+    import escrow.agent as agent_module
+
+    trims = []
+    monkeypatch.setattr(agent_module, "TRIM_SECONDS", 0.0)
+    monkeypatch.setattr(agent_module, "release_free_memory", lambda: trims.append(1) or True)
+    script = {i: [(20 + 5 * i, 100, float(100 + (i * 37) % 50))] for i in range(30)}
+    runs = {}
+    for keep in (True, False):
+        src = ScriptedSource(script, 30)
+        cfg = CaptureConfig("cam", schedule=Schedule.reference(), keep_histories=keep)
+        agent = CaptureAgent(cfg, ScriptedDetector(src), QualityFromPixel(), vault[1], vault[2])
+        summary = agent.run(src)
+        runs[keep] = (summary.records, summary.crops_scored, agent.histories, agent.sealed)
+    assert runs[True][:2] == runs[False][:2] == (1, 30)
+    assert [len(h) for h in runs[True][2].values()] == [30] and runs[True][
+        3
+    ]  # the report's data, when asked for
+    assert runs[False][2] == {} and runs[False][3] == {}
+    assert len(trims) >= 2 * 29  # every frame but the first, in each run
+
+
 def test_camera_out_of_keys_stops_and_seals_nothing_in_plaintext(vault):
     ks, ring, factory, _ = vault
     script = {i: [(100, 100, 50.0)] for i in range(5)}
