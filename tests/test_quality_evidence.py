@@ -1,7 +1,9 @@
 """Evidence that the score means quality, on real CelebA faces the shipped model never saw.
 
-Each degraded version of a held-out face must score below the original for at least 90% of
-faces, and crops that are not faces must score below real faces.
+Each degraded version of a held-out face must score below the original about as often as
+measured (at most 3 faces of 200 fewer), and crops that are not faces must score below real
+faces (at most 2 of 69 not). The scores are seeded, so the figures move only with the
+weights or the CPU's arithmetic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from vae.erc.evidence import degradation_table, heldout_celeba_faces
 from vae.score import LN2
 
 N_FACES = 200
+# measured on the first 200 held-out faces (2026-12-05): fraction whose degraded copy scores
+# below the original; the model card's 1,000-face table has the same within 0.005
+MEASURED_BELOW = {
+    "blur": 1.0,
+    "down_up_4x": 1.0,
+    "noise": 1.0,
+    "underexposed": 0.975,
+    "upside_down": 0.995,
+}
+SLACK = 3 / N_FACES
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +51,7 @@ def table(scorer, heldout_faces):
 def test_degraded_face_scores_below_its_original(name, table):
     row = table[name]
     assert row["mean_abs_pixel_change"] > 0.01  # the degradation really changed the pixels
-    assert row["quality_below"] >= 0.90
+    assert row["quality_below"] >= MEASURED_BELOW[name] - SLACK, row
 
 
 def test_complexity_correction_depends_on_code_length_alone(scorer, heldout_faces, table):
@@ -126,4 +138,4 @@ def test_textures_and_non_face_crops_score_below_real_faces(
     p5 = np.percentile(scorer.score_gray(heldout_faces), 5)
     below = float(np.mean(scores < p5))
     print(json.dumps({"non_face_crops": len(others), "fraction_below_face_p5": round(below, 3)}))
-    assert below >= 0.90
+    assert below >= 1 - 2 / len(others)  # measured: 69 of 69
