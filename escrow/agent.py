@@ -98,8 +98,9 @@ class CaptureConfig:
     retention: timedelta = timedelta(hours=72)
     jpeg_quality: int = 95
     clip_seconds: float = 0.0  # also seal the track's crops this long around the best frame
-    # every scored crop's quality, per track, for the per-track report: a camera that runs
-    # for days keeps none (a few hundred MB a day of a busy street)
+    # every scored crop's quality per track, and the ids sealed, for the per-track report and
+    # the demo's table: a camera that runs for days keeps neither (a few hundred MB a day of a
+    # busy street)
     keep_histories: bool = True
 
 
@@ -239,7 +240,8 @@ class CaptureAgent:
         expires = records.expires_at(cand.time, self.cfg.retention)
         records.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
-        summary.record_ids.append(rid)
+        if self.cfg.keep_histories:  # a camera that runs for days lists no ids it sealed
+            summary.record_ids.append(rid)
         if self.cfg.keep_histories:
             self.sealed[tr.id] = (cand.frame_index, cand.quality)
         if self.on_sealed:  # only after the transaction committed
@@ -380,7 +382,7 @@ class CaptureAgent:
         while self._ended and (oldest is None or self._ended[0][0] < oldest):
             self._seal_and_store(source_key, self._ended.popleft()[1], summary)
 
-    def _loop(self, source: Source, source_key: str, summary: CaptureSummary, seen: set) -> None:
+    def _loop(self, source: Source, source_key: str, summary: CaptureSummary) -> None:
         """Decoding runs on the source's thread and scoring in its own process, so the two
         cores work on three frames at once: decode the next, detect and track this one,
         score earlier ones' crops. A track is sealed only once every crop of it was scored."""
@@ -404,7 +406,6 @@ class CaptureAgent:
                     [d.box for d in dets], frame.index, frame.time, [d.prob for d in dets]
                 )
                 pairs = [(d, tid) for d, tid in zip(dets, ids, strict=True) if tid != -1]
-                seen.update(tid for _, tid in pairs)
                 crops = [d.crop for d, _ in pairs]  # cut now: the frame is not kept
                 self._queue_scores(frame, pairs, crops)
                 faces = [(d, tid, None) for d, tid in pairs]
@@ -447,19 +448,18 @@ class CaptureAgent:
             self.detector.warm(source.shape)
         self._scoring.wait_ready()
         t0 = datetime.now(UTC)
-        seen_tracks: set[int] = set()
         self._pending: deque = deque()  # (frame, pairs, job, slice) scores not yet applied
         self._buffer: list = []  # frames' crops waiting for the scorer to be free
         self._inflight = None
         self._ended: deque = deque()  # (frame index, track) ended, waiting for scores
         try:
-            self._loop(source, source_key, summary, seen_tracks)
+            self._loop(source, source_key, summary)
         finally:
             self._scoring.close()
             self.scoring = None
         for tr in self.tracker.finish():
             self._seal_and_store(source_key, tr, summary)
-        summary.tracks = len(seen_tracks)
+        summary.tracks = self.tracker.started
         summary.seconds = round((datetime.now(UTC) - t0).total_seconds(), 2)
         summary.fps = round(summary.frames / summary.seconds, 2) if summary.seconds else 0.0
         summary.truncated = source.status.truncated

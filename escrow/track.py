@@ -145,6 +145,12 @@ class Tracker:
             tr.velocity = tuple(float(x) for x in v)  # per frame at fps  # type: ignore[assignment]
         return [i if i is not None else -1 for i in ids], ended
 
+    @property
+    def started(self) -> int:
+        """Tracks started so far (each with a detection of its own): a count, not a set of
+        ids, so a camera running for days keeps nothing per track that ended."""
+        return self._next - 1
+
     def age(self, index: int) -> None:
         """A frame the detector did not run on: count it as missed for every live track (the
         preview grows their boxes); nothing ends here, the next update decides."""

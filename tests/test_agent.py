@@ -124,8 +124,9 @@ def test_best_crop_of_each_track_is_sealed_and_short_tracks_dropped(vault):
 
 
 def test_a_live_camera_keeps_no_history_and_gives_freed_memory_back(vault, monkeypatch):
-    """What a camera running for days must not hold: each scored crop's quality (kept only for
-    a report) and the heap's freed pages (returned every TRIM_SECONDS); the same records."""
+    """What a camera running for days must not hold: each scored crop's quality and the ids it
+    sealed (kept only for a report or the demo), a set of every track's id, and the heap's
+    freed pages (returned every TRIM_SECONDS); the same tracks and records."""
     import escrow.agent as agent_module
 
     trims = []
@@ -138,12 +139,12 @@ def test_a_live_camera_keeps_no_history_and_gives_freed_memory_back(vault, monke
         cfg = CaptureConfig("cam", schedule=Schedule.reference(), keep_histories=keep)
         agent = CaptureAgent(cfg, ScriptedDetector(src), QualityFromPixel(), vault[1], vault[2])
         summary = agent.run(src)
-        runs[keep] = (summary.records, summary.crops_scored, agent.histories, agent.sealed)
-    assert runs[True][:2] == runs[False][:2] == (1, 30)
-    assert [len(h) for h in runs[True][2].values()] == [30] and runs[True][
-        3
-    ]  # the report's data, when asked for
-    assert runs[False][2] == {} and runs[False][3] == {}
+        kept = (agent.histories, agent.sealed, summary.record_ids)
+        runs[keep] = (summary.tracks, summary.records, summary.crops_scored, kept)
+    assert runs[True][:3] == runs[False][:3] == (1, 1, 30)
+    histories, sealed, ids = runs[True][3]  # the report's and the demo's data, when asked for
+    assert [len(h) for h in histories.values()] == [30] and len(sealed) == len(ids) == 1
+    assert runs[False][3] == ({}, {}, [])
     assert len(trims) >= 2 * 29  # every frame but the first, in each run
 
 
