@@ -240,9 +240,8 @@ class CaptureAgent:
         expires = records.expires_at(cand.time, self.cfg.retention)
         records.put(self.factory, [(sealed, tr.id, cand.quality)], now, expires)
         summary.records += 1
-        if self.cfg.keep_histories:  # a camera that runs for days lists no ids it sealed
+        if self.cfg.keep_histories:  # a camera that runs for days keeps neither
             summary.record_ids.append(rid)
-        if self.cfg.keep_histories:
             self.sealed[tr.id] = (cand.frame_index, cand.quality)
         if self.on_sealed:  # only after the transaction committed
             self.on_sealed(rid, meta)
